@@ -1,0 +1,65 @@
+# ioppy-agent: `make demo` and `make test` do all the set-up, as root, on a
+# fresh Debian/Ubuntu machine: system packages, the RabbitMQ broker, a
+# virtualenv with the package installed, /dev/net/tun.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SOURCES := $(shell find ioppy_agent twisted -name '*.py' -o -name '*.xml') setup.cfg setup.py
+
+.PHONY: demo test unit integration setup system broker tun install clean
+
+demo: setup
+	$(BIN)/python scripts/demo.py
+
+test: setup
+	$(BIN)/trial --temp-directory=_trial_temp tests
+
+unit: install
+	$(BIN)/trial --temp-directory=_trial_temp tests.unit
+
+integration: setup
+	$(BIN)/trial --temp-directory=_trial_temp tests.integration
+
+setup: system broker tun install
+
+# System packages: only what is missing is installed.
+system:
+	@missing=""; \
+	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	command -v ping >/dev/null 2>&1 || missing="$$missing iputils-ping"; \
+	command -v rabbitmqctl >/dev/null 2>&1 || missing="$$missing rabbitmq-server"; \
+	$(PYTHON) -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+# The broker: started when it is not running, then waited for (bounded).
+broker: system
+	@if ! timeout 20 rabbitmqctl -q status >/dev/null 2>&1; then \
+		echo "starting rabbitmq-server"; \
+		rabbitmq-server -detached; \
+		timeout 120 rabbitmqctl -q await_startup; \
+	fi
+	@echo "broker: RabbitMQ is running"
+
+tun:
+	@[ -c /dev/net/tun ] || { mkdir -p /dev/net && mknod /dev/net/tun c 10 200 && chmod 0666 /dev/net/tun; }
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+
+# Installed non-editable: a PEP 660 editable install hides the plugin from
+# twistd.  The plugin cache is rebuilt after every install.
+$(VENV)/.installed: $(BIN)/python $(SOURCES)
+	$(BIN)/pip install -q '.[test]'
+	cd / && $(CURDIR)/$(BIN)/python -c 'from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))'
+	touch $@
+
+install: $(VENV)/.installed
+
+clean:
+	rm -rf $(VENV) build *.egg-info _trial_temp twisted/plugins/dropin.cache

@@ -1,0 +1,394 @@
+"""
+The AMQP side: a txamqp protocol that hands deliveries straight to a
+consumer callable, a session with the few operations the agent and router
+need, and a connector that keeps a session open with Twisted's
+L{ClientService}.
+"""
+
+import importlib.resources
+from functools import lru_cache
+
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet import defer
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.endpoints import (HostnameEndpoint, TCP4ClientEndpoint,
+                                        TCP6ClientEndpoint)
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from txamqp import spec as txspec
+from txamqp.client import ChannelClosed, Closed, ConnectionClosed, TwistedDelegate
+from txamqp.connection import Body, Frame, Header, Method
+from txamqp.content import Content
+from txamqp.protocol import AMQClient
+
+from . import __version__
+from .wire import as_bytes
+
+DEFAULT_HEARTBEAT = 10
+DEFAULT_QUEUE_LIMIT = 1000
+REPLY_SUCCESS = 200
+ACCESS_REFUSED = 403
+NOT_FOUND = 404
+RESOURCE_LOCKED = 405
+NOT_ALLOWED = 530
+
+
+@lru_cache(maxsize=None)
+def load_spec():
+    """
+    @return: The AMQP 0-9-1 spec shipped in this package (txamqp's wheel has
+        none), loaded once.
+    """
+    ref = importlib.resources.files("ioppy_agent").joinpath("amqp0-9-1.xml")
+    return txspec.load_string(ref.read_bytes(), specfilename="amqp0-9-1.xml")
+
+
+class FatalBusError(Exception):
+    """
+    The broker refused something that retrying will not fix (a duplicate
+    name, wrong credentials, an unknown vhost).
+
+    @ivar exit_code: The process exit status this error should lead to.
+    """
+
+    def __init__(self, message, exit_code):
+        Exception.__init__(self, message)
+        self.exit_code = exit_code
+
+
+def reply_of(error):
+    """
+    @return: C{(reply_code, reply_text)} carried by a txamqp L{Closed}, or
+        C{(None, str(error))}.
+    """
+    reason = error.args[0] if error.args else None
+    fields = getattr(reason, "fields", None)
+    if fields is not None and getattr(reason, "method", None) is not None:
+        try:
+            return reason.reply_code, reason.reply_text
+        except AttributeError:
+            pass
+    return None, str(reason if reason is not None else error)
+
+
+class _Delegate(TwistedDelegate):
+    """
+    Answers the broker's connection-level methods; deliveries go to the
+    protocol's consumers at once, without a queue in between.
+    """
+
+    _log = Logger()
+
+    def connection_start(self, ch, msg):
+        ch.connection_start_ok(client_properties=self.client.client_properties,
+                               mechanism=self.client.mechanism,
+                               response=self.client.response,
+                               locale=self.client.locale)
+
+    def basic_deliver(self, ch, msg):
+        self.client.deliver(msg)
+
+    def connection_blocked(self, ch, msg):
+        self._log.warn("the broker blocked publishing: {reason}", reason=msg.reason)
+
+    def connection_unblocked(self, ch, msg):
+        self._log.info("the broker unblocked publishing")
+
+    def connection_close(self, ch, msg):
+        if msg.reply_code != REPLY_SUCCESS:
+            self._log.warn("the broker closed the connection: {code} {text}",
+                           code=msg.reply_code, text=msg.reply_text)
+        TwistedDelegate.connection_close(self, ch, msg)
+
+
+class BusProtocol(AMQClient):
+    """
+    A txamqp client whose C{basic.deliver} messages are passed straight to
+    the callable registered for their consumer tag.
+
+    @ivar consumers: Consumer tag to callable taking
+        C{(routing_key, body, content_type)}, with C{body} always C{bytes}.
+    """
+
+    _log = Logger()
+
+    def __init__(self, spec, vhost, heartbeat, clock, client_properties):
+        AMQClient.__init__(self, _Delegate(), vhost, spec, heartbeat=heartbeat,
+                           clock=clock)
+        self.client_properties = client_properties
+        self.consumers = {}
+        # ClientService hands prepareConnection a proxy; this attribute,
+        # read through it, gives back the protocol itself.
+        self.bus_protocol = self
+
+    def deliver(self, msg):
+        """
+        Hand one delivery to its consumer.  Nothing a consumer raises reaches
+        txamqp (which would close the connection); it is logged instead.
+        """
+        handler = self.consumers.get(msg.consumer_tag)
+        if handler is None:
+            self._log.debug("delivery for unknown consumer {tag}", tag=msg.consumer_tag)
+            return
+        content = msg.content
+        try:
+            handler(msg.routing_key, as_bytes(content.body),
+                    content.properties.get("content-type"))
+        except Exception:
+            self._log.failure("consumer failed on a message with key {key}",
+                              key=msg.routing_key)
+
+
+class BusFactory(Factory):
+    """
+    Builds L{BusProtocol}s for one broker URL.
+    """
+
+    noisy = False
+
+    def __init__(self, vhost, heartbeat, clock, client_properties):
+        self.vhost = vhost
+        self.heartbeat = heartbeat
+        self.clock = clock
+        self.client_properties = client_properties
+
+    def buildProtocol(self, addr):
+        return BusProtocol(load_spec(), self.vhost, self.heartbeat, self.clock,
+                           self.client_properties)
+
+
+class BusSession:
+    """
+    One open AMQP connection with one channel, on one exchange.
+
+    @ivar client: The connected L{BusProtocol}.
+    @ivar channel: The txamqp channel everything goes through.
+    """
+
+    _log = Logger()
+
+    def __init__(self, client, channel, exchange):
+        self.client = client
+        self.channel = channel
+        self.exchange = exchange
+        spec = client.spec
+        self._publish = spec.classes.byname["basic"].methods.byname["publish"]
+        self._basic = spec.classes.byname["basic"]
+        self._tags = []
+        self.closed = False
+
+    @defer.inlineCallbacks
+    def declare_queue(self, name, bindings, max_length=DEFAULT_QUEUE_LIMIT):
+        """
+        Declare an exclusive, auto-delete queue that keeps at most
+        C{max_length} messages (the oldest are dropped first), and bind it to
+        each routing key in C{bindings}.
+
+        @raise ChannelClosed: with code 405 if another connection holds the
+            queue.
+        """
+        yield self.channel.queue_declare(
+            queue=name, exclusive=True, auto_delete=True,
+            arguments={"x-max-length": max_length, "x-overflow": "drop-head"})
+        for key in bindings:
+            yield self.channel.queue_bind(queue=name, exchange=self.exchange,
+                                          routing_key=key)
+
+    @defer.inlineCallbacks
+    def consume(self, queue, handler):
+        """
+        Start consuming C{queue} without acknowledgements; C{handler} gets
+        C{(routing_key, body, content_type)} for every message.
+
+        @return: A L{Deferred} that fires with the consumer tag.
+        """
+        tag = f"ioppy-{len(self._tags) + 1}"
+        self.client.consumers[tag] = handler
+        try:
+            reply = yield self.channel.basic_consume(queue=queue, consumer_tag=tag,
+                                                     no_ack=True)
+        except Exception:
+            del self.client.consumers[tag]
+            raise
+        self._tags.append(reply.consumer_tag)
+        return reply.consumer_tag
+
+    def publish(self, routing_key, body, content_type):
+        """
+        Publish C{body} (C{bytes}) on the session's exchange.  The frames are
+        written at once, with no L{Deferred} per message.
+
+        @return: C{False} if the session is closed and nothing was sent.
+        """
+        if self.closed or self.channel.closed or self.client.closed:
+            return False
+        ch = self.channel.id
+        put = self.client.outgoing.put
+        put(Frame(ch, Method(self._publish, 0, self.exchange, routing_key, False, False)))
+        put(Frame(ch, Header(self._basic, 0, len(body), **{"content-type": content_type})))
+        if body:
+            chunk = self.client.MAX_LENGTH - 8
+            for start in range(0, len(body), chunk):
+                put(Frame(ch, Body(body[start:start + chunk])))
+        return True
+
+    def publish_message(self, message):
+        """
+        Publish a L{ioppy_agent.wire.Message}.
+        """
+        return self.publish(message.routing_key, message.body, message.content_type)
+
+    @defer.inlineCallbacks
+    def close(self, farewell=(), timeout=1.0):
+        """
+        Close in order: cancel the consumers, publish the C{farewell}
+        messages, close the channel, then the connection, each with the AMQP
+        handshake.  If the broker does not answer within C{timeout} seconds
+        the connection is dropped instead.
+        """
+        if self.closed:
+            return
+        clock = self.client.clock
+        try:
+            for tag in self._tags:
+                self.client.consumers.pop(tag, None)
+                yield self.channel.basic_cancel(consumer_tag=tag).addTimeout(timeout, clock)
+            for message in farewell:
+                self.publish_message(message)
+            self.closed = True
+            yield self.channel.channel_close(reply_code=REPLY_SUCCESS,
+                                             reply_text="goodbye").addTimeout(timeout, clock)
+            self.channel.close(None)
+            yield self.client.close(within=timeout)
+        except (defer.TimeoutError, defer.CancelledError, Closed) as e:
+            self._log.warn("the broker did not finish the close handshake ({error}); "
+                           "dropping the connection", error=e.__class__.__name__)
+        finally:
+            self.closed = True
+            if self.client.transport is not None:
+                self.client.transport.loseConnection()
+
+
+def _endpoint(reactor, url, timeout):
+    if isIPAddress(url.host):
+        return TCP4ClientEndpoint(reactor, url.host, url.port, timeout=timeout)
+    if isIPv6Address(url.host):
+        return TCP6ClientEndpoint(reactor, url.host, url.port, timeout=timeout)
+    return HostnameEndpoint(reactor, url.host, url.port, timeout=timeout)
+
+
+@defer.inlineCallbacks
+def open_session(client, url, exchange):
+    """
+    Log in on a connected L{BusProtocol}, open channel 1 and check that the
+    exchange exists.
+
+    @return: A L{Deferred} firing with a L{BusSession}.
+    @raise FatalBusError: if the broker refuses the login or the vhost.
+    """
+    response = b"\0" + url.username.encode("utf-8") + b"\0" + url.password.encode("utf-8")
+    try:
+        yield client.start(response, mechanism="PLAIN")
+        channel = yield client.channel(1)
+        yield channel.channel_open()
+        yield channel.exchange_declare(exchange=exchange, passive=True)
+    except (ConnectionClosed, ChannelClosed) as e:
+        code, text = reply_of(e)
+        if code in (ACCESS_REFUSED, NOT_ALLOWED):
+            raise FatalBusError(
+                f"the broker refused user {url.username!r} on vhost {url.vhost!r}: "
+                f"{text}", exit_code=3) from None
+        if code == NOT_FOUND:
+            raise FatalBusError(f"exchange {exchange!r} does not exist on vhost "
+                                f"{url.vhost!r}: {text}", exit_code=3) from None
+        raise
+    return BusSession(client, channel, exchange)
+
+
+class BusConnector:
+    """
+    Keeps an AMQP session open: connects with L{ClientService} (jittered
+    exponential back-off), logs in, then calls C{setup} with the new
+    L{BusSession} to declare, bind and consume.  After a reconnect the same
+    happens again.
+
+    @ivar session: The current L{BusSession}, or C{None} while there is none.
+    """
+
+    _log = Logger()
+
+    def __init__(self, reactor, url, exchange, setup, on_fatal,
+                 heartbeat=DEFAULT_HEARTBEAT, connection_name="ioppy",
+                 endpoint=None, timeout=10):
+        """
+        @param setup: Called with each new L{BusSession}; may return a
+            L{Deferred}.  If it fails, the connection is dropped and retried,
+            unless it fails with L{FatalBusError}.
+        @param on_fatal: Called with a L{FatalBusError}; the connector has
+            stopped trying by then.
+        """
+        self.url = url
+        self.exchange = exchange
+        self.session = None
+        self._setup = setup
+        self._on_fatal = on_fatal
+        self._stopping = False
+        self._clock = reactor
+        factory = BusFactory(url.vhost, heartbeat, reactor, {
+            "product": "ioppy-agent", "version": __version__,
+            "connection_name": connection_name,
+        })
+        self.service = ClientService(
+            endpoint if endpoint is not None else _endpoint(reactor, url, timeout),
+            factory, retryPolicy=backoffPolicy(initialDelay=0.5, maxDelay=30.0),
+            clock=reactor, prepareConnection=self._prepare)
+
+    def start(self):
+        self._log.info("connecting to {url}", url=self.url.masked())
+        self.service.startService()
+
+    def _prepare(self, proxy):
+        client = proxy.bus_protocol
+        d = open_session(client, self.url, self.exchange)
+
+        def ready(session):
+            self.session = session
+            client.disconnected.wait().addCallback(self._lost, session)
+            return self._setup(session)
+
+        def failed(reason):
+            self.session = None
+            if client.transport is not None:
+                client.transport.loseConnection()
+            if reason.check(FatalBusError):
+                if not self._stopping:
+                    self._stopping = True
+                    self._clock.callLater(0, self.service.stopService)
+                    self._on_fatal(reason.value)
+            elif not self._stopping:
+                self._log.warn("setting up the AMQP session failed: {error}",
+                               error=reason.getErrorMessage())
+            return reason
+
+        d.addCallback(ready)
+        d.addErrback(failed)
+        return d
+
+    def _lost(self, _, session):
+        if self.session is session:
+            self.session = None
+            if not self._stopping:
+                self._log.warn("lost the connection to {url}; reconnecting",
+                               url=self.url.masked())
+
+    @defer.inlineCallbacks
+    def stop(self, farewell=(), timeout=1.0):
+        """
+        Close the session in order (see L{BusSession.close}), then stop
+        reconnecting.
+        """
+        self._stopping = True
+        session, self.session = self.session, None
+        if session is not None:
+            yield session.close(farewell, timeout)
+        yield self.service.stopService()

@@ -1,0 +1,233 @@
+"""
+The ioppytest message format: routing keys, and functions between packet
+bytes and message bodies.  Pure functions, no I/O.
+
+A packet travels as a JSON body::
+
+    {"_api_version": "1.2.15", "data": [69, 0, ...],
+     "interface_name": "tun0", "timestamp": 1764242400.5}
+
+with C{content_type} C{application/json}.
+"""
+
+import json
+from dataclasses import dataclass
+
+API_VERSION = "1.2.15"
+JSON = "application/json"
+
+COMPONENT_READY = "testingtool.component.ready"
+COMPONENT_SHUTDOWN = "testingtool.component.shutdown"
+LOSSY_LINK_START = "routing.lossy.link.start"
+
+# Routing-key patterns (topic exchange wildcards) for the router.
+ANY_PACKET_FROM_AGENT = "fromAgent.*.ip.tun.packet.raw"
+ANY_TUN_STARTED = "fromAgent.*.ip.tun.started"
+
+_BYTE_TEXT = [str(i) for i in range(256)]
+_decoder = json.JSONDecoder()
+
+
+class BadMessage(ValueError):
+    """
+    A message body that is not what its routing key promises.
+    """
+
+
+@dataclass(frozen=True)
+class Message:
+    """
+    One message to publish.
+
+    @ivar routing_key: The routing key on the exchange.
+    @ivar body: The body, always C{bytes}.
+    @ivar content_type: The AMQP C{content-type} property.
+    """
+
+    routing_key: str
+    body: bytes
+    content_type: str = JSON
+
+
+def packet_from(name):
+    """
+    @return: The key an agent publishes its TUN's packets on.
+    """
+    return f"fromAgent.{name}.ip.tun.packet.raw"
+
+
+def packet_to(name):
+    """
+    @return: The key an agent receives packets on.
+    """
+    return f"toAgent.{name}.ip.tun.packet.raw"
+
+
+def tun_start(name):
+    """
+    @return: The key that tells an agent which addresses to use.
+    """
+    return f"toAgent.{name}.ip.tun.start"
+
+
+def tun_started(name):
+    """
+    @return: The key an agent announces its addresses on.
+    """
+    return f"fromAgent.{name}.ip.tun.started"
+
+
+def agent_of(routing_key):
+    """
+    @return: The agent name in a C{fromAgent.<name>.…} or C{toAgent.<name>.…}
+        key, or C{None}.
+    """
+    head, _, rest = routing_key.partition(".")
+    if head not in ("fromAgent", "toAgent"):
+        return None
+    name, dot, _ = rest.partition(".")
+    return name if dot and name else None
+
+
+def as_bytes(body):
+    """
+    Normalise a message body to C{bytes}.
+
+    txamqp's decoder on Python 3 hands back a C{str} when the body happens to
+    be valid UTF-8 (it tries to decode every long string).  Encoding it again
+    as UTF-8 gives back exactly the bytes that were on the wire.
+    """
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    if isinstance(body, (bytearray, memoryview)):
+        return bytes(body)
+    raise BadMessage(f"message body of type {type(body).__name__} is not bytes")
+
+
+def encode_packet(packet, timestamp, interface_name="tun0"):
+    """
+    @param packet: The IP packet, C{bytes}.
+    @param timestamp: Seconds since the epoch, a C{float}.
+    @return: The ioppytest JSON body for C{packet}, C{bytes}.
+    """
+    data = ", ".join(map(_BYTE_TEXT.__getitem__, packet))
+    return (
+        '{"_api_version": "%s", "data": [%s], "interface_name": %s, '
+        '"timestamp": %r}' % (API_VERSION, data, json.dumps(interface_name), timestamp)
+    ).encode("ascii")
+
+
+def decode_json(body):
+    """
+    @return: The JSON object in C{body}.
+    @raise BadMessage: if C{body} is not a JSON object.
+    """
+    try:
+        text = as_bytes(body).decode("utf-8")
+        obj = _decoder.decode(text)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise BadMessage(f"body is not JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise BadMessage(f"body is JSON but not an object: {type(obj).__name__}")
+    return obj
+
+
+def decode_packet(body):
+    """
+    @return: The packet carried by an ioppytest packet body, C{bytes}.
+    @raise BadMessage: if the body is not JSON, has no C{data} list, or the
+        list holds anything but integers 0..255, or is empty.
+    """
+    obj = decode_json(body)
+    try:
+        data = obj["data"]
+    except KeyError:
+        raise BadMessage("body has no 'data' field") from None
+    if not isinstance(data, list):
+        raise BadMessage(f"'data' is a {type(data).__name__}, not a list of bytes")
+    if not data:
+        raise BadMessage("'data' is empty")
+    try:
+        packet = bytes(data)
+    except (TypeError, ValueError):
+        raise BadMessage("'data' holds values that are not integers 0..255") from None
+    if True in data and any(type(value) is bool for value in data):
+        raise BadMessage("'data' holds true/false, not integers 0..255")
+    return packet
+
+
+def control(routing_key, **fields):
+    """
+    @return: A control L{Message} with ioppytest's C{_api_version} field.
+    """
+    body = dict(_api_version=API_VERSION, **fields)
+    return Message(routing_key, json.dumps(body, sort_keys=True).encode("utf-8"))
+
+
+def component_ready(name):
+    """
+    @return: C{testingtool.component.ready} for component C{name}.
+    """
+    return control(COMPONENT_READY, component=name,
+                   description="Component READY to start test suite.")
+
+
+def component_shutdown(name):
+    """
+    @return: C{testingtool.component.shutdown} for component C{name}.
+    """
+    return control(COMPONENT_SHUTDOWN, component=name,
+                   description=f"{name} is out!. Bye!")
+
+
+def started(name, addresses):
+    """
+    @param addresses: A L{ioppy_agent.addressing.TunAddresses}.
+    @return: C{fromAgent.<name>.ip.tun.started} announcing C{addresses}.
+    """
+    return control(tun_started(name), name=name,
+                   re_route_packets_host=None, re_route_packets_if=None,
+                   re_route_packets_prefix=None, **addresses.started_fields())
+
+
+def component_of(body):
+    """
+    @return: The C{component} named by a ready/shutdown body.
+    @raise BadMessage: if there is none.
+    """
+    component = decode_json(body).get("component")
+    if not isinstance(component, str) or not component:
+        raise BadMessage("body has no 'component' name")
+    return component
+
+
+def packets_to_drop(body):
+    """
+    @return: C{number_of_packets_to_drop} from a C{routing.lossy.link.start}
+        body.
+    @raise BadMessage: if it is missing or not a whole number >= 0.
+    """
+    count = decode_json(body).get("number_of_packets_to_drop")
+    if type(count) is not int or count < 0:
+        raise BadMessage(
+            f"number_of_packets_to_drop must be a whole number >= 0, not {count!r}")
+    return count
+
+
+def tun_start_addresses(body):
+    """
+    @return: C{(ipv4_cidr, ipv6_prefix, ipv6_host)} from a C{tun.start} body,
+        as text for L{ioppy_agent.addressing.make_addresses}.
+    @raise BadMessage: if a field is missing or not text.
+    """
+    obj = decode_json(body)
+    fields = {}
+    for key in ("ipv4_host", "ipv4_netmask", "ipv6_prefix", "ipv6_host"):
+        value = obj.get(key)
+        if not isinstance(value, str) or not value:
+            raise BadMessage(f"tun.start has no usable {key!r} (got {value!r})")
+        fields[key] = value
+    return (f"{fields['ipv4_host']}/{fields['ipv4_netmask']}",
+            fields["ipv6_prefix"], fields["ipv6_host"])
