@@ -13,13 +13,13 @@ demo: setup
 	$(BIN)/python scripts/demo.py
 
 test: setup
-	$(BIN)/trial --temp-directory=_trial_temp tests
+	$(BIN)/python -m twisted.trial --temp-directory=_trial_temp tests
 
 unit: install
-	$(BIN)/trial --temp-directory=_trial_temp tests.unit
+	$(BIN)/python -m twisted.trial --temp-directory=_trial_temp tests.unit
 
 integration: setup
-	$(BIN)/trial --temp-directory=_trial_temp tests.integration
+	$(BIN)/python -m twisted.trial --temp-directory=_trial_temp tests.integration
 
 setup: system broker tun install
 

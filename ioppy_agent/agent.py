@@ -106,12 +106,15 @@ class AgentService(service.Service):
 
     _log = Logger()
 
-    def __init__(self, reactor, config, process, interface=None, connector=None):
+    def __init__(self, reactor, config, process, interface=None,
+                 make_connector=BusConnector):
         """
         @param reactor: The reactor (L{IReactorFDSet}, L{IReactorTime} and
             L{IReactorTCP}).
         @param config: An L{AgentConfig}.
         @param process: A L{ioppy_agent.process.ProcessControl}.
+        @param interface: An L{Interface} (made from C{config} if not given).
+        @param make_connector: Builds the L{BusConnector}.
         """
         self.name = f"ioppy-agent {config.name}"
         self.config = config
@@ -119,7 +122,7 @@ class AgentService(service.Service):
         self._reactor = reactor
         self._process = process
         self._interface = interface if interface is not None else Interface(config)
-        self.connector = connector if connector is not None else BusConnector(
+        self.connector = make_connector(
             reactor, config.url, config.exchange, self._setup, self._fatal,
             heartbeat=config.heartbeat, connection_name=f"ioppy-agent {config.name}")
         self.port = None

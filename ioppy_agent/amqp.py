@@ -8,7 +8,7 @@ L{ClientService}.
 import importlib.resources
 from functools import lru_cache
 
-from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.internet import backoffPolicy
 from twisted.internet import defer
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.endpoints import (HostnameEndpoint, TCP4ClientEndpoint,
@@ -307,10 +307,17 @@ def open_session(client, url, exchange):
 
 class BusConnector:
     """
-    Keeps an AMQP session open: connects with L{ClientService} (jittered
-    exponential back-off), logs in, then calls C{setup} with the new
-    L{BusSession} to declare, bind and consume.  After a reconnect the same
-    happens again.
+    Keeps an AMQP session open: connects, logs in, then calls C{setup} with
+    the new L{BusSession} to declare, bind and consume.  When the connection
+    is lost, or connecting or set-up fails, it tries again after a jittered
+    exponential back-off (Twisted's L{backoffPolicy}), which starts over only
+    once a session is fully set up.
+
+    Twisted's L{ClientService} is not used: its state machine has no
+    transition for a connection that closes after C{prepareConnection}
+    rejected it, or while it runs (it raises C{NoTransition}), and it resets
+    the back-off as soon as TCP connects, before the broker accepted the
+    login.
 
     @ivar session: The current L{BusSession}, or C{None} while there is none.
     """
@@ -319,76 +326,112 @@ class BusConnector:
 
     def __init__(self, reactor, url, exchange, setup, on_fatal,
                  heartbeat=DEFAULT_HEARTBEAT, connection_name="ioppy",
-                 endpoint=None, timeout=10):
+                 endpoint=None, timeout=10, retry_policy=None):
         """
         @param setup: Called with each new L{BusSession}; may return a
             L{Deferred}.  If it fails, the connection is dropped and retried,
             unless it fails with L{FatalBusError}.
         @param on_fatal: Called with a L{FatalBusError}; the connector has
             stopped trying by then.
+        @param retry_policy: Failed attempts in a row to seconds to wait.
         """
         self.url = url
         self.exchange = exchange
         self.session = None
         self._setup = setup
         self._on_fatal = on_fatal
-        self._stopping = False
         self._clock = reactor
-        factory = BusFactory(url.vhost, heartbeat, reactor, {
+        self._endpoint = endpoint if endpoint is not None else _endpoint(reactor, url,
+                                                                         timeout)
+        self._factory = BusFactory(url.vhost, heartbeat, reactor, {
             "product": "ioppy-agent", "version": __version__,
             "connection_name": connection_name,
         })
-        self.service = ClientService(
-            endpoint if endpoint is not None else _endpoint(reactor, url, timeout),
-            factory, retryPolicy=backoffPolicy(initialDelay=0.5, maxDelay=30.0),
-            clock=reactor, prepareConnection=self._prepare)
+        self._policy = retry_policy or backoffPolicy(initialDelay=0.5, maxDelay=30.0)
+        self._failures = 0
+        self._attempt = None
+        self._retry = None
+        self._client = None
+        self._stopping = False
 
     def start(self):
-        self._log.info("connecting to {url}", url=self.url.masked())
-        self.service.startService()
+        """
+        Start connecting.
+        """
+        self._stopping = False
+        self._connect()
 
-    def _prepare(self, proxy):
-        client = proxy.bus_protocol
+    def _connect(self):
+        self._retry = None
+        self._log.info("connecting to {url}", url=self.url.masked())
+        self._attempt = d = self._endpoint.connect(self._factory)
+        d.addCallback(self._prepare)
+        d.addCallbacks(self._ready, self._failed)
+
+    def _prepare(self, client):
+        self._client = client
         d = open_session(client, self.url, self.exchange)
 
-        def ready(session):
+        def opened(session):
             self.session = session
-            client.disconnected.wait().addCallback(self._lost, session)
-            return self._setup(session)
+            return defer.maybeDeferred(self._setup, session).addCallback(lambda _: client)
 
-        def failed(reason):
+        def not_ready(reason):
             self.session = None
             if client.transport is not None:
                 client.transport.loseConnection()
-            if reason.check(FatalBusError):
-                if not self._stopping:
-                    self._stopping = True
-                    self._clock.callLater(0, self.service.stopService)
-                    self._on_fatal(reason.value)
-            elif not self._stopping:
-                self._log.warn("setting up the AMQP session failed: {error}",
-                               error=reason.getErrorMessage())
             return reason
 
-        d.addCallback(ready)
-        d.addErrback(failed)
-        return d
+        return d.addCallback(opened).addErrback(not_ready)
 
-    def _lost(self, _, session):
-        if self.session is session:
-            self.session = None
-            if not self._stopping:
-                self._log.warn("lost the connection to {url}; reconnecting",
-                               url=self.url.masked())
+    def _ready(self, client):
+        self._attempt = None
+        self._failures = 0
+        client.disconnected.wait().addCallback(self._lost, client)
+
+    def _failed(self, reason):
+        self._attempt = None
+        self._client = None
+        if self._stopping:
+            return None
+        if reason.check(FatalBusError):
+            self._stopping = True
+            self._on_fatal(reason.value)
+            return None
+        self._failures += 1
+        delay = self._policy(self._failures)
+        self._log.warn("connecting to {url} failed: {error}; retrying in {delay:.1f} s",
+                       url=self.url.masked(), error=reason.getErrorMessage(), delay=delay)
+        self._retry = self._clock.callLater(delay, self._connect)
+        return None
+
+    def _lost(self, _, client):
+        if self._client is not client:
+            return
+        self._client = None
+        self.session = None
+        if self._stopping:
+            return
+        delay = self._policy(1)
+        self._log.warn("lost the connection to {url}; reconnecting in {delay:.1f} s",
+                       url=self.url.masked(), delay=delay)
+        self._retry = self._clock.callLater(delay, self._connect)
 
     @defer.inlineCallbacks
     def stop(self, farewell=(), timeout=1.0):
         """
-        Close the session in order (see L{BusSession.close}), then stop
+        Close the session in order (see L{BusSession.close}), and stop
         reconnecting.
         """
         self._stopping = True
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        if self._attempt is not None:
+            attempt, self._attempt = self._attempt, None
+            attempt.cancel()
         session, self.session = self.session, None
         if session is not None:
             yield session.close(farewell, timeout)
-        yield self.service.stopService()
+        elif self._client is not None and self._client.transport is not None:
+            self._client.transport.loseConnection()

@@ -219,11 +219,11 @@ class RouterService(service.Service):
     _log = Logger()
     name = "ioppy-router"
 
-    def __init__(self, reactor, config, process, connector=None):
+    def __init__(self, reactor, config, process, make_connector=BusConnector):
         self.config = config
         self._process = process
         self.router = PacketRouter(reactor, config.topology)
-        self.connector = connector if connector is not None else BusConnector(
+        self.connector = make_connector(
             reactor, config.url, config.exchange, self._setup, self._fatal,
             heartbeat=config.heartbeat, connection_name="ioppy-router")
 

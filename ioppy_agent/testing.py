@@ -1,0 +1,170 @@
+"""
+In-memory stand-ins for the TUN device, netlink and the bus, so that the
+agent and router can be tested without root, a kernel or a broker.
+"""
+
+import errno
+from collections import deque
+
+from twisted.internet import defer
+from zope.interface import implementer
+
+from .tun import ITunDevice
+
+
+@implementer(ITunDevice)
+class MemoryTunDevice:
+    """
+    A TUN device in memory.
+
+    @ivar inbound: Packets waiting to be read (as if the host sent them).
+    @ivar written: Packets written (as if delivered to the host).
+    @ivar write_errors: errno values to raise on the next writes, in order.
+    @ivar closed: Whether L{close} was called.
+    """
+
+    def __init__(self, name="tun0", fd=1000):
+        self.name = name
+        self._fd = fd
+        self.inbound = deque()
+        self.written = []
+        self.write_errors = deque()
+        self.closed = False
+
+    def fileno(self):
+        return self._fd
+
+    def read(self, size):
+        if not self.inbound:
+            raise BlockingIOError(errno.EAGAIN, "no packet")
+        return self.inbound.popleft()[:size]
+
+    def write(self, packet):
+        if self.write_errors:
+            code = self.write_errors.popleft()
+            raise OSError(code, errno.errorcode.get(code, "error"))
+        self.written.append(bytes(packet))
+        return len(packet)
+
+    def close(self):
+        self.closed = True
+
+
+class MemoryLinks:
+    """
+    Stands in for L{ioppy_agent.netlink}: records what would be configured.
+
+    @ivar namespaces: The network namespaces that "exist".
+    @ivar configured: C{(ifname, addresses, mtu, netns)} per configure call.
+    @ivar moved: C{(ifname, netns, new_name)} per move.
+    @ivar fail_with: An exception to raise from the next configure call.
+    """
+
+    def __init__(self, namespaces=()):
+        self.namespaces = set(namespaces)
+        self.configured = []
+        self.moved = []
+        self.fail_with = None
+
+    def netns_exists(self, name):
+        return name in self.namespaces
+
+    def move_to_netns(self, ifname, netns, new_name):
+        self.moved.append((ifname, netns, new_name))
+
+    def configure(self, ifname, addresses, mtu, netns=None):
+        if self.fail_with is not None:
+            error, self.fail_with = self.fail_with, None
+            raise error
+        self.configured.append((ifname, list(addresses), mtu, netns))
+
+
+class RecordingSession:
+    """
+    Stands in for L{ioppy_agent.amqp.BusSession}.
+
+    @ivar published: C{(routing_key, body, content_type)} per publish.
+    @ivar queues: C{name: bindings} per declared queue.
+    @ivar consumers: C{queue: handler}.
+    @ivar declare_error: An exception C{declare_queue} fails with.
+    """
+
+    def __init__(self):
+        self.published = []
+        self.queues = {}
+        self.consumers = {}
+        self.declare_error = None
+        self.closed = False
+        self.close_calls = []
+
+    def declare_queue(self, name, bindings, max_length=1000):
+        if self.declare_error is not None:
+            return defer.fail(self.declare_error)
+        self.queues[name] = list(bindings)
+        return defer.succeed(None)
+
+    def consume(self, queue, handler):
+        self.consumers[queue] = handler
+        return defer.succeed("ioppy-1")
+
+    def publish(self, routing_key, body, content_type):
+        if self.closed:
+            return False
+        self.published.append((routing_key, body, content_type))
+        return True
+
+    def publish_message(self, message):
+        return self.publish(message.routing_key, message.body, message.content_type)
+
+    def deliver(self, queue, routing_key, body, content_type="application/json"):
+        """
+        Hand a message to the consumer of C{queue}, as the broker would.
+        """
+        self.consumers[queue](routing_key, body, content_type)
+
+
+class RecordingConnector:
+    """
+    Stands in for L{ioppy_agent.amqp.BusConnector}: C{connect} runs the
+    set-up callable on a L{RecordingSession}, as a new connection would.
+    """
+
+    def __init__(self, reactor, url, exchange, setup, on_fatal, **kwargs):
+        self.url = url
+        self.exchange = exchange
+        self.setup = setup
+        self.on_fatal = on_fatal
+        self.options = kwargs
+        self.session = None
+        self.started = False
+        self.stopped_with = None
+
+    def start(self):
+        self.started = True
+
+    def connect(self, session=None):
+        """
+        Simulate a connection: run set-up on C{session}.
+
+        @return: The L{Deferred} set-up returned.
+        """
+        session = session if session is not None else RecordingSession()
+        self.session = session
+
+        def failed(reason):
+            self.session = None
+            if hasattr(reason.value, "exit_code"):
+                self.on_fatal(reason.value)
+                return None
+            return reason
+
+        return defer.maybeDeferred(self.setup, session).addErrback(failed)
+
+    def stop(self, farewell=(), timeout=1.0):
+        self.stopped_with = list(farewell)
+        if self.session is not None:
+            for message in farewell:
+                self.session.publish_message(message)
+            self.session.closed = True
+        self.session = None
+        return defer.succeed(None)

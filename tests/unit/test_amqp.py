@@ -1,0 +1,481 @@
+"""
+Tests for L{ioppy_agent.amqp}: the txamqp protocol and session, driven
+through txamqp's own L{AMQPump} with a L{Clock}.
+"""
+
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.logger import LogLevel, capturedLogs
+from twisted.trial.unittest import SynchronousTestCase
+from txamqp.client import ChannelClosed
+from txamqp.connection import Body, Frame, Header, Method
+from txamqp.testing import AMQPump
+
+from ioppy_agent.amqp import (BusConnector, BusProtocol, BusSession, FatalBusError, load_spec,
+                              open_session, reply_of)
+from ioppy_agent.url import parse_amqp_url
+from ioppy_agent.wire import as_bytes
+
+URL = parse_amqp_url("amqp://alice:hunter2@broker/interop")
+
+
+def method_names(pump, channel):
+    """
+    @return: The C{class.method} names sent on C{channel}, in order.
+    """
+    return [f"{f.payload.method.klass.name}.{f.payload.method.name}"
+            for f in pump.outgoing.get(channel, []) if f.payload.type == Frame.METHOD]
+
+
+class SpecTests(SynchronousTestCase):
+    """
+    The package's own AMQP 0-9-1 spec file.
+    """
+
+    def test_classes(self):
+        """
+        It defines the classes a RabbitMQ client uses, with RabbitMQ's
+        extensions.
+        """
+        spec = load_spec()
+        self.assertEqual([c.name for c in spec.classes],
+                         ["connection", "channel", "exchange", "queue", "basic", "confirm"])
+        self.assertEqual(spec.classes.byname["connection"].methods.byname["blocked"].id, 60)
+        self.assertEqual(spec.classes.byname["basic"].methods.byname["nack"].id, 120)
+
+    def test_nowait_fields(self):
+        """
+        Every no-wait flag is named C{nowait}, the name txamqp looks for.
+        """
+        spec = load_spec()
+        for klass, method in (("queue", "declare"), ("queue", "bind"),
+                              ("basic", "consume"), ("basic", "cancel")):
+            fields = spec.classes.byname[klass].methods.byname[method].fields
+            self.assertIn("nowait", fields.byname)
+
+    def test_basic_properties(self):
+        """
+        basic has the 14 content properties in wire order.
+        """
+        names = [f.name for f in load_spec().classes.byname["basic"].fields]
+        self.assertEqual(len(names), 14)
+        self.assertEqual(names[0], "content-type")
+        self.assertEqual(names[9], "timestamp")
+
+
+class ProtocolTestCase(SynchronousTestCase):
+    """
+    A L{BusProtocol} on an L{AMQPump}.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.client = BusProtocol(load_spec(), URL.vhost, 0, self.clock,
+                                  {"connection_name": "ioppy-agent agent_1"})
+        self.pump = AMQPump()
+        # txamqp's frame reader asks its transport this; AMQPump lacks it.
+        self.pump.disconnecting = False
+        self.pump.connect(self.client)
+
+    def handshake(self):
+        """
+        Run the broker's side of login, channel open and exchange check.
+
+        @return: The L{BusSession}.
+        """
+        d = open_session(self.client, URL, "amq.topic")
+        zero = self.pump.channel(0)
+        zero.connection_start(version_major=0, version_minor=9, server_properties={},
+                              mechanisms="PLAIN AMQPLAIN", locales="en_US")
+        zero.connection_tune(channel_max=2047, frame_max=131072, heartbeat=0)
+        zero.connection_open_ok(known_hosts="")
+        one = self.pump.channel(1)
+        one.channel_open_ok(channel_id="")
+        one.exchange_declare_ok()
+        return self.successResultOf(d)
+
+
+class LoginTests(ProtocolTestCase):
+    """
+    L{open_session} logs in and opens a channel.
+    """
+
+    def test_plain_login(self):
+        """
+        The login is PLAIN with the URL's credentials as bytes, and the client
+        properties name the connection.
+        """
+        self.handshake()
+        start_ok = self.pump.outgoing[0][0].payload
+        self.assertEqual(start_ok.method.name, "start-ok")
+        props, mechanism, response, _ = start_ok.args
+        self.assertEqual(mechanism, "PLAIN")
+        self.assertEqual(response, "\0alice\0hunter2")
+        self.assertEqual(props["connection_name"], "ioppy-agent agent_1")
+
+    def test_vhost_and_exchange(self):
+        """
+        The connection opens the URL's vhost and checks the exchange passively.
+        """
+        session = self.handshake()
+        self.assertIsInstance(session, BusSession)
+        open_ = self.pump.outgoing[0][2].payload
+        self.assertEqual((open_.method.name, open_.args[0]), ("open", "interop"))
+        declare = self.pump.outgoing[1][1].payload
+        self.assertEqual(declare.method.name, "declare")
+        self.assertEqual(declare.args[1], "amq.topic")
+        self.assertTrue(declare.args[3], "passive")
+
+    def _refused(self, code):
+        d = open_session(self.client, URL, "amq.topic")
+        zero = self.pump.channel(0)
+        zero.connection_start(version_major=0, version_minor=9, server_properties={},
+                              mechanisms="PLAIN", locales="en_US")
+        zero.connection_tune(channel_max=0, frame_max=131072, heartbeat=0)
+        zero.connection_close(reply_code=code, reply_text="NOT_ALLOWED - no vhost",
+                              class_id=10, method_id=40)
+        return self.failureResultOf(d, FatalBusError).value
+
+    def test_vhost_refused_is_fatal(self):
+        """
+        A connection.close with 530 (unknown vhost) or 403 (refused) is a
+        L{FatalBusError} naming user and vhost but not the password.
+        """
+        for code in (530, 403):
+            self.setUp()
+            error = self._refused(code)
+            self.assertEqual(error.exit_code, 3)
+            self.assertIn("'alice'", str(error))
+            self.assertIn("'interop'", str(error))
+            self.assertNotIn("hunter2", str(error))
+
+    def test_missing_exchange_is_fatal(self):
+        """
+        A passive declare of a missing exchange (404) is fatal.
+        """
+        d = open_session(self.client, URL, "nope")
+        zero = self.pump.channel(0)
+        zero.connection_start(version_major=0, version_minor=9, server_properties={},
+                              mechanisms="PLAIN", locales="en_US")
+        zero.connection_tune(channel_max=0, frame_max=131072, heartbeat=0)
+        zero.connection_open_ok(known_hosts="")
+        self.pump.channel(1).channel_open_ok(channel_id="")
+        self.pump.channel(1).channel_close(reply_code=404, reply_text="NOT_FOUND",
+                                           class_id=40, method_id=10)
+        self.assertIn("'nope'", str(self.failureResultOf(d, FatalBusError).value))
+
+
+class SessionTests(ProtocolTestCase):
+    """
+    L{BusSession} operations.
+    """
+
+    def setUp(self):
+        ProtocolTestCase.setUp(self)
+        self.session = self.handshake()
+        self.pump.outgoing.clear()
+
+    def test_declare_queue(self):
+        """
+        The queue is exclusive, auto-delete and bounded with drop-head, and is
+        bound to each key on the session's exchange.
+        """
+        d = self.session.declare_queue("ioppy.agent.a", ["k1", "k2"], max_length=50)
+        one = self.pump.channel(1)
+        one.queue_declare_ok(queue="ioppy.agent.a", message_count=0, consumer_count=0)
+        one.queue_bind_ok()
+        one.queue_bind_ok()
+        self.successResultOf(d)
+        frames = [f.payload for f in self.pump.outgoing[1]]
+        declare = frames[0]
+        self.assertEqual(declare.args[1], "ioppy.agent.a")
+        self.assertEqual(declare.args[4:6], (True, True))  # exclusive, auto-delete
+        self.assertEqual(declare.args[7], {"x-max-length": 50, "x-overflow": "drop-head"})
+        self.assertEqual([(f.args[2], f.args[3]) for f in frames[1:]],
+                         [("amq.topic", "k1"), ("amq.topic", "k2")])
+
+    def test_declare_locked(self):
+        """
+        A queue held by another connection fails with L{ChannelClosed} 405.
+        """
+        d = self.session.declare_queue("q", [])
+        self.pump.channel(1).channel_close(reply_code=405, reply_text="RESOURCE_LOCKED",
+                                           class_id=50, method_id=10)
+        error = self.failureResultOf(d, ChannelClosed).value
+        self.assertEqual(reply_of(error), (405, "RESOURCE_LOCKED"))
+
+    def test_publish_frames(self):
+        """
+        A publish writes method, header (with the content type) and body,
+        at once.
+        """
+        self.assertTrue(self.session.publish("fromAgent.a.ip.tun.packet.raw", b"\x00\xff",
+                                             "application/json"))
+        method, header, body = [f.payload for f in self.pump.outgoing[1]]
+        self.assertEqual(method.method.name, "publish")
+        self.assertEqual(method.args[1:3], ("amq.topic", "fromAgent.a.ip.tun.packet.raw"))
+        self.assertEqual(header.size, 2)
+        self.assertEqual(header.properties, {"content-type": "application/json"})
+        self.assertEqual(body.content, b"\x00\xff")
+
+    def test_publish_splits_large_bodies(self):
+        """
+        A body larger than the frame size goes in several body frames.
+        """
+        self.client.MAX_LENGTH = 108
+        self.session.publish("k", b"x" * 250, "application/json")
+        bodies = [as_bytes(f.payload.content) for f in self.pump.outgoing[1][2:]]
+        self.assertEqual([len(b) for b in bodies], [100, 100, 50])
+        self.assertEqual(b"".join(bodies), b"x" * 250)
+
+    def test_publish_after_close(self):
+        """
+        Publishing on a closed session sends nothing and says so.
+        """
+        self.session.closed = True
+        self.assertFalse(self.session.publish("k", b"x", "application/json"))
+        self.assertEqual(self.pump.outgoing, {})
+
+    def _consume(self):
+        got = []
+        d = self.session.consume("q", lambda *args: got.append(args))
+        self.pump.channel(1).basic_consume_ok(consumer_tag="ioppy-1")
+        self.assertEqual(self.successResultOf(d), "ioppy-1")
+        return got
+
+    def _deliver_bytes(self, body, content_type="application/json"):
+        """
+        Feed a delivery through txamqp's real frame decoder.
+        """
+        basic = self.client.spec.classes.byname["basic"]
+        deliver = basic.methods.byname["deliver"]
+        for payload in (Method(deliver, "ioppy-1", 1, False, "amq.topic", "toAgent.a.x"),
+                        Header(basic, 0, len(body), **{"content-type": content_type}),
+                        Body(body)):
+            self.client.dataReceived(self.client._pack_frame(Frame(1, payload)))
+
+    def test_deliver_json_body_is_bytes(self):
+        """
+        txamqp's decoder turns a UTF-8 body into C{str}; the consumer still
+        gets the exact C{bytes}.
+        """
+        got = self._consume()
+        self._deliver_bytes(b'{"data": [1, 2]}')
+        self.assertEqual(got, [("toAgent.a.x", b'{"data": [1, 2]}', "application/json")])
+        self.assertIsInstance(got[0][1], bytes)
+
+    def test_deliver_binary_body(self):
+        """
+        A body that is not UTF-8 arrives unchanged.
+        """
+        got = self._consume()
+        self._deliver_bytes(b"\x45\xff\x00\xfe", "application/octet-stream")
+        self.assertEqual(got, [("toAgent.a.x", b"\x45\xff\x00\xfe",
+                                "application/octet-stream")])
+
+    def test_consumer_error_contained(self):
+        """
+        An exception in a consumer is logged; the connection stays open and
+        the next delivery is handled.
+        """
+        calls = []
+
+        def handler(key, body, content_type):
+            calls.append(body)
+            if len(calls) == 1:
+                raise ValueError("boom")
+
+        self.session.consume("q", handler)
+        self.pump.channel(1).basic_consume_ok(consumer_tag="ioppy-1")
+        with capturedLogs() as events:
+            self._deliver_bytes(b"one")
+            self._deliver_bytes(b"two")
+        self.assertEqual(calls, [b"one", b"two"])
+        self.assertFalse(self.client.closed)
+        self.assertTrue([e for e in events if e["log_level"] == LogLevel.critical])
+        self.flushLoggedErrors(ValueError)
+
+    def test_orderly_close(self):
+        """
+        Close cancels the consumer, publishes the farewell, closes the channel
+        and then the connection, each waiting for the broker's answer.
+        """
+        from ioppy_agent.wire import Message
+        self._consume()
+        self.pump.outgoing.clear()
+        d = self.session.close([Message("bye", b"{}")], timeout=1.0)
+        self.pump.channel(1).basic_cancel_ok(consumer_tag="ioppy-1")
+        self.pump.channel(1).channel_close_ok()
+        self.assertEqual(method_names(self.pump, 1),
+                         ["basic.cancel", "basic.publish", "channel.close"])
+        self.assertEqual(method_names(self.pump, 0), ["connection.close"])
+        self.assertNoResult(d)
+        self.pump.channel(0).connection_close_ok()
+        self.successResultOf(d)
+        self.assertFalse(self.pump.connected)
+        self.assertFalse(self.pump.aborted)
+
+    def test_close_times_out(self):
+        """
+        A broker that does not answer the close handshake is dropped after
+        the timeout.
+        """
+        self._consume()
+        d = self.session.close((), timeout=1.0)
+        self.assertNoResult(d)
+        with capturedLogs() as events:
+            self.clock.advance(1.0)
+        self.successResultOf(d)
+        self.assertFalse(self.pump.connected)
+        self.assertTrue(any("did not finish" in e.get("log_format", "") for e in events))
+
+    def test_close_twice(self):
+        """
+        A second close does nothing.
+        """
+        self.session.closed = True
+        self.successResultOf(self.session.close())
+        self.assertEqual(self.pump.outgoing, {})
+
+
+class PumpEndpoint:
+    """
+    A client endpoint whose connections are L{AMQPump}s.
+    """
+
+    def __init__(self):
+        self.pumps = []
+
+    def connect(self, factory):
+        protocol = factory.buildProtocol(None)
+        pump = AMQPump()
+        pump.disconnecting = False
+        pump.connect(protocol)
+        self.pumps.append(pump)
+        return defer.succeed(protocol)
+
+
+def broker_handshake(pump):
+    """
+    Answer login, channel open and exchange check on C{pump}.
+    """
+    zero = pump.channel(0)
+    zero.connection_start(version_major=0, version_minor=9, server_properties={},
+                          mechanisms="PLAIN", locales="en_US")
+    zero.connection_tune(channel_max=0, frame_max=131072, heartbeat=0)
+    zero.connection_open_ok(known_hosts="")
+    pump.channel(1).channel_open_ok(channel_id="")
+    pump.channel(1).exchange_declare_ok()
+
+
+class ConnectorTests(SynchronousTestCase):
+    """
+    L{BusConnector} keeps a session with L{ClientService}.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.endpoint = PumpEndpoint()
+        self.sessions = []
+        self.fatal = []
+        self.setup_result = None
+        self.connector = BusConnector(self.clock, URL, "amq.topic", self._setup,
+                                      self.fatal.append, heartbeat=0,
+                                      endpoint=self.endpoint)
+
+    def _setup(self, session):
+        self.sessions.append(session)
+        return self.setup_result
+
+    def test_setup_runs_on_connect(self):
+        """
+        After login the set-up callable gets the session, which becomes the
+        connector's current one.
+        """
+        self.connector.start()
+        broker_handshake(self.endpoint.pumps[0])
+        self.assertEqual(len(self.sessions), 1)
+        self.assertIs(self.connector.session, self.sessions[0])
+
+    def test_reconnects_and_sets_up_again(self):
+        """
+        When the connection drops, the session is cleared, and after the
+        back-off a new connection is set up again.
+        """
+        self.connector.start()
+        broker_handshake(self.endpoint.pumps[0])
+        with capturedLogs():
+            self.endpoint.pumps[0].abortConnection()
+        self.assertIsNone(self.connector.session)
+        self.clock.advance(31)
+        broker_handshake(self.endpoint.pumps[1])
+        self.assertEqual(len(self.sessions), 2)
+        self.assertIs(self.connector.session, self.sessions[1])
+
+    def test_fatal_stops(self):
+        """
+        A L{FatalBusError} from set-up reaches C{on_fatal}, the connection is
+        dropped and no retry follows.
+        """
+        self.setup_result = defer.fail(FatalBusError("duplicate", exit_code=2))
+        self.connector.start()
+        broker_handshake(self.endpoint.pumps[0])
+        self.assertEqual([str(e) for e in self.fatal], ["duplicate"])
+        self.assertFalse(self.endpoint.pumps[0].connected)
+        self.clock.advance(60)
+        self.assertEqual(len(self.endpoint.pumps), 1)
+
+    def test_stop_closes_in_order(self):
+        """
+        C{stop} runs the session's orderly close, then stops reconnecting.
+        """
+        self.connector.start()
+        pump = self.endpoint.pumps[0]
+        broker_handshake(pump)
+        pump.outgoing.clear()
+        d = self.connector.stop((), timeout=1.0)
+        pump.channel(1).channel_close_ok()
+        pump.channel(0).connection_close_ok()
+        self.successResultOf(d)
+        self.assertEqual(method_names(pump, 1) + method_names(pump, 0),
+                         ["channel.close", "connection.close"])
+        self.clock.advance(60)
+        self.assertEqual(len(self.endpoint.pumps), 1)
+
+    def test_unreachable_retries_with_backoff(self):
+        """
+        A refused connection is retried after a delay from the retry policy,
+        which grows with each failure in a row; C{stop} ends the retries.
+        """
+        delays = []
+
+        def policy(failures):
+            delays.append(failures)
+            return 2.0 * failures
+
+        refused = RefusingEndpoint()
+        connector = BusConnector(self.clock, URL, "amq.topic", self._setup,
+                                 self.fatal.append, endpoint=refused, retry_policy=policy)
+        with capturedLogs() as events:
+            connector.start()
+            self.clock.advance(2.0)
+            self.clock.advance(4.0)
+        self.assertEqual((refused.attempts, delays), (3, [1, 2, 3]))
+        self.assertIn("retrying", events[-1]["log_format"])
+        self.assertNotIn("hunter2", repr([e.get("url") for e in events]))
+        self.successResultOf(connector.stop())
+        self.clock.advance(100)
+        self.assertEqual(refused.attempts, 3)
+
+
+class RefusingEndpoint:
+    """
+    A client endpoint whose every connection is refused.
+    """
+
+    attempts = 0
+
+    def connect(self, factory):
+        from twisted.internet.error import ConnectionRefusedError
+        self.attempts += 1
+        return defer.fail(ConnectionRefusedError())

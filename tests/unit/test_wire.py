@@ -1,0 +1,186 @@
+"""
+Tests for L{ioppy_agent.wire}, against messages recorded from ioppytest.
+"""
+
+import json
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from ioppy_agent import wire
+from ioppy_agent.addressing import default_addresses
+
+from ..helpers import fixture
+
+
+class PacketTests(SynchronousTestCase):
+    """
+    Packets to and from ioppytest's JSON body.
+    """
+
+    def test_decode_reference(self):
+        """
+        The packet in ioppytest's own message decodes to the bytes of its
+        C{data} list.
+        """
+        ref = fixture("fromAgent.agent_1.ip.tun.packet.raw")
+        packet = wire.decode_packet(ref["body"].encode())
+        self.assertEqual(packet, bytes(json.loads(ref["body"])["data"]))
+        self.assertEqual(packet[0] >> 4, 6)
+
+    def test_round_trip_matches_reference(self):
+        """
+        Encoding the reference packet with the reference timestamp gives the
+        same JSON object ioppytest sent.
+        """
+        ref = fixture("toAgent.agent_2.ip.tun.packet.raw")
+        obj = json.loads(ref["body"])
+        body = wire.encode_packet(bytes(obj["data"]), obj["timestamp"])
+        self.assertEqual(json.loads(body), obj)
+
+    def test_encode_fields(self):
+        """
+        The body has ioppytest's four fields, C{data} as a list of ints and
+        C{timestamp} as the float given.
+        """
+        obj = json.loads(wire.encode_packet(b"\x45\x00\xff", 1764242400.25, "tun7"))
+        self.assertEqual(obj, {"_api_version": wire.API_VERSION, "data": [69, 0, 255],
+                               "interface_name": "tun7", "timestamp": 1764242400.25})
+
+    def test_encode_is_bytes(self):
+        """
+        Encoded bodies are C{bytes}.
+        """
+        self.assertIsInstance(wire.encode_packet(b"\x60", 1.0), bytes)
+
+    def test_integer_timestamp_accepted(self):
+        """
+        ioppytest's library replaces the float timestamp with an integer; such
+        bodies decode all the same.
+        """
+        body = b'{"data": [69, 0], "timestamp": 1795783737, "interface_name": "tun0"}'
+        self.assertEqual(wire.decode_packet(body), b"\x45\x00")
+
+    def test_str_body(self):
+        """
+        A body handed over as C{str} (txamqp's decoder does that) decodes the
+        same.
+        """
+        ref = fixture("toAgent.agent_2.ip.tun.packet.raw")
+        self.assertEqual(wire.decode_packet(ref["body"]),
+                         wire.decode_packet(ref["body"].encode()))
+
+    def test_unknown_fields_tolerated(self):
+        """
+        Extra fields are ignored.
+        """
+        self.assertEqual(wire.decode_packet(b'{"data": [1], "x": {"y": 2}}'), b"\x01")
+
+    def test_malformed(self):
+        """
+        Each kind of malformed body is refused with L{wire.BadMessage}.
+        """
+        for body in (b"not json", b"[1, 2]", b'"x"', b'{}', b'{"data": "abc"}',
+                     b'{"data": {"0": 1}}', b'{"data": []}', b'{"data": [256]}',
+                     b'{"data": [-1]}', b'{"data": [1.5]}', b'{"data": ["1"]}',
+                     b'{"data": [null]}', b'{"data": [true]}', b'{"data": [1, false]}',
+                     b"\xff\xfe\x00", b""):
+            self.assertRaises(wire.BadMessage, wire.decode_packet, body)
+
+    def test_as_bytes(self):
+        """
+        L{wire.as_bytes} gives C{bytes} for C{bytes}, C{str} and buffers, and
+        refuses anything else.
+        """
+        self.assertEqual(wire.as_bytes(b"\x00\xff"), b"\x00\xff")
+        self.assertEqual(wire.as_bytes("é"), "é".encode())
+        self.assertEqual(wire.as_bytes(bytearray(b"ab")), b"ab")
+        self.assertRaises(wire.BadMessage, wire.as_bytes, 5)
+
+
+class KeyTests(SynchronousTestCase):
+    """
+    Routing keys.
+    """
+
+    def test_keys(self):
+        """
+        The keys match ioppytest's.
+        """
+        self.assertEqual(wire.packet_from("agent_1"), fixture(
+            "fromAgent.agent_1.ip.tun.packet.raw")["routing_key"])
+        self.assertEqual(wire.packet_to("agent_2"), "toAgent.agent_2.ip.tun.packet.raw")
+        self.assertEqual(wire.tun_start("agent_1"), "toAgent.agent_1.ip.tun.start")
+        self.assertEqual(wire.tun_started("agent_1"), "fromAgent.agent_1.ip.tun.started")
+
+    def test_agent_of(self):
+        """
+        The agent name is read from either direction's key.
+        """
+        self.assertEqual(wire.agent_of("fromAgent.agent_1.ip.tun.packet.raw"), "agent_1")
+        self.assertEqual(wire.agent_of("toAgent.x.ip.tun.start"), "x")
+        self.assertIsNone(wire.agent_of("testingtool.component.ready"))
+        self.assertIsNone(wire.agent_of("fromAgent"))
+        self.assertIsNone(wire.agent_of("fromAgent..ip"))
+
+
+class ControlTests(SynchronousTestCase):
+    """
+    Control messages match ioppytest's.
+    """
+
+    def _same_fields(self, message, routing_key):
+        ref = fixture(routing_key)
+        self.assertEqual(message.routing_key, ref["routing_key"])
+        self.assertEqual(message.content_type, ref["properties"]["content_type"])
+        self.assertEqual(json.loads(message.body), json.loads(ref["body"]))
+
+    def test_started(self):
+        """
+        C{tun.started} carries the same fields as ioppytest's.
+        """
+        self._same_fields(wire.started("agent_1", default_addresses("agent_1")),
+                          "fromAgent.agent_1.ip.tun.started")
+
+    def test_ready(self):
+        """
+        C{component.ready} matches.
+        """
+        self._same_fields(wire.component_ready("agent_1"), "testingtool.component.ready")
+
+    def test_shutdown(self):
+        """
+        C{component.shutdown} matches.
+        """
+        self._same_fields(wire.component_shutdown("agent_1"),
+                          "testingtool.component.shutdown")
+
+    def test_component_of(self):
+        """
+        The component is read from ready and shutdown bodies; a body without
+        one is refused.
+        """
+        self.assertEqual(wire.component_of(
+            fixture("testingtool.component.ready")["body"]), "agent_1")
+        self.assertRaises(wire.BadMessage, wire.component_of, b'{"component": 3}')
+
+    def test_lossy(self):
+        """
+        The number of packets to drop is read; junk is refused.
+        """
+        self.assertEqual(wire.packets_to_drop(
+            fixture("routing.lossy.link.start")["body"]), 2)
+        for body in (b'{}', b'{"number_of_packets_to_drop": -1}',
+                     b'{"number_of_packets_to_drop": "2"}',
+                     b'{"number_of_packets_to_drop": true}'):
+            self.assertRaises(wire.BadMessage, wire.packets_to_drop, body)
+
+    def test_tun_start(self):
+        """
+        The addresses of ioppytest's C{tun.start}, including the old C{":1"}
+        host form, are read.
+        """
+        self.assertEqual(
+            wire.tun_start_addresses(fixture("toAgent.agent_1.ip.tun.start")["body"]),
+            ("10.2.0.1/255.255.255.0", "bbbb", ":1"))
+        self.assertRaises(wire.BadMessage, wire.tun_start_addresses,
+                          b'{"ipv4_host": "10.2.0.1"}')
