@@ -73,7 +73,7 @@ class ProcessControl(service.Service):
         """
         Log C{message}, stop, and make the process exit with C{exit_code}.
         """
-        self._log.critical("{message}", message=message)
+        self._log.critical("{reason}", reason=message)
         if not self.exit_code:
             self.exit_code = exit_code
         self.stop()

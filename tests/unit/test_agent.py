@@ -1,0 +1,351 @@
+"""
+Tests for L{ioppy_agent.agent} with an in-memory TUN, netlink and bus.
+"""
+
+import json
+
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import capturedLogs
+from twisted.trial.unittest import SynchronousTestCase
+from txamqp.client import ChannelClosed
+from txamqp.message import Message as AMQPMessage
+
+from ioppy_agent import wire
+from ioppy_agent.addressing import default_addresses
+from ioppy_agent.agent import AgentConfig, AgentService, Interface
+from ioppy_agent.amqp import load_spec
+from ioppy_agent.netlink import NetlinkFailure
+from ioppy_agent.testing import (MemoryLinks, MemoryTunDevice, RecordingConnector,
+                                 RecordingSession)
+from ioppy_agent.tun import TunError
+from ioppy_agent.url import parse_amqp_url
+
+from ..helpers import fixture
+
+QUEUE = "ioppy.agent.agent_1"
+PACKET = bytes(json.loads(fixture("toAgent.agent_2.ip.tun.packet.raw")["body"])["data"])
+
+
+class FakeProcess:
+    """
+    Records what L{ioppy_agent.process.ProcessControl} would be asked.
+    """
+
+    def __init__(self):
+        self.failures = []
+
+    def fail(self, code, message):
+        self.failures.append((code, message))
+
+
+def channel_closed(code, text):
+    """
+    @return: The L{ChannelClosed} txamqp raises when the broker closes a
+        channel with C{code}.
+    """
+    close = load_spec().classes.byname["channel"].methods.byname["close"]
+    return ChannelClosed(AMQPMessage(close, [code, text, 50, 10]))
+
+
+class AgentTestCase(SynchronousTestCase):
+    """
+    An agent on fakes.
+    """
+
+    netns = None
+
+    def setUp(self):
+        self.reactor = MemoryReactorClock()
+        self.reactor.advance(1764242400.5)
+        self.config = AgentConfig(
+            name="agent_1", url=parse_amqp_url("amqp://u:secret@h/v"),
+            addresses=default_addresses("agent_1"), netns=self.netns, mtu=1400)
+        self.links = MemoryLinks(namespaces={"ioppy-a"})
+        self.devices = []
+        self.process = FakeProcess()
+        self.agent = AgentService(
+            self.reactor, self.config, self.process,
+            interface=Interface(self.config, open_tun=self._open_tun, links=self.links),
+            make_connector=RecordingConnector)
+        self.connector = self.agent.connector
+
+    def _open_tun(self, name):
+        device = MemoryTunDevice(name.replace("%d", "0"))
+        self.devices.append(device)
+        return device
+
+    def start(self):
+        self.agent.privilegedStartService()
+        self.agent.startService()
+        return self.devices[-1]
+
+    def connect(self):
+        device = self.start()
+        session = RecordingSession()
+        self.successResultOf(self.connector.connect(session))
+        session.published.clear()
+        return device, session
+
+
+class StartTests(AgentTestCase):
+    """
+    Opening the interface.
+    """
+
+    def test_privileged_start_opens(self):
+        """
+        The TUN is opened and configured in C{privilegedStartService}, before
+        privileges are dropped.
+        """
+        self.agent.privilegedStartService()
+        self.assertEqual(len(self.devices), 1)
+        name, addresses, mtu, netns = self.links.configured[0]
+        self.assertEqual((name, mtu, netns), ("tun0", 1400, None))
+        self.assertEqual([str(a) for a in addresses],
+                         ["10.2.0.1/24", "bbbb::1/64", "fe80::1/64"])
+
+    def test_start_opens_if_not_privileged(self):
+        """
+        Without C{privilegedStartService}, C{startService} opens the TUN,
+        starts reading and connects.
+        """
+        self.agent.startService()
+        self.assertEqual(len(self.devices), 1)
+        self.assertIn(self.agent.port, self.reactor.getReaders())
+        self.assertTrue(self.connector.started)
+
+    def test_opened_once(self):
+        """
+        Both start hooks together open one device.
+        """
+        self.start()
+        self.assertEqual(len(self.devices), 1)
+
+    def test_open_failure(self):
+        """
+        A TUN that cannot be opened stops the process with exit status 1 and
+        the reason; the bus is never contacted.
+        """
+        def refuse(name):
+            raise TunError("cannot open TUN interface 'tun0': permission denied")
+
+        self.agent._interface._open_tun = refuse
+        self.agent.privilegedStartService()
+        self.agent.startService()
+        self.assertEqual(self.process.failures,
+                         [(1, "cannot open TUN interface 'tun0': permission denied")])
+        self.assertFalse(self.connector.started)
+
+    def test_configure_failure_closes_device(self):
+        """
+        If netlink refuses the addresses, the device is closed again and the
+        process stops with the reason.
+        """
+        self.links.fail_with = NetlinkFailure("cannot configure interface 'tun0': busy")
+        self.start()
+        self.assertTrue(self.devices[0].closed)
+        self.assertEqual(self.process.failures[0][0], 1)
+
+
+class NetnsTests(AgentTestCase):
+    """
+    With C{--netns}, the interface goes into another namespace.
+    """
+
+    netns = "ioppy-a"
+
+    def test_moved_and_renamed(self):
+        """
+        The device is created under a kernel-chosen name, moved into the
+        namespace, renamed there and configured there.
+        """
+        self.start()
+        self.assertEqual(self.links.moved, [("ioppy0", "ioppy-a", "tun0")])
+        self.assertEqual(self.links.configured[0][3], "ioppy-a")
+        self.assertEqual(self.devices[0].name, "tun0")
+
+    def test_missing_namespace(self):
+        """
+        A namespace that does not exist is a clear error naming the command
+        that creates it.
+        """
+        self.links.namespaces.clear()
+        self.agent.privilegedStartService()
+        self.agent.startService()
+        code, message = self.process.failures[0]
+        self.assertEqual(code, 1)
+        self.assertIn("ip netns add ioppy-a", message)
+        self.assertEqual(self.devices, [])
+
+
+class BusTests(AgentTestCase):
+    """
+    Packets and control messages between the TUN and the bus.
+    """
+
+    def test_setup(self):
+        """
+        On connecting, the agent's queue is bound to its packet and tun.start
+        keys and consumed, then tun.started and component.ready announced.
+        """
+        self.start()
+        session = RecordingSession()
+        self.successResultOf(self.connector.connect(session))
+        self.assertEqual(session.queues, {QUEUE: ["toAgent.agent_1.ip.tun.packet.raw",
+                                                  "toAgent.agent_1.ip.tun.start"]})
+        self.assertIn(QUEUE, session.consumers)
+        keys = [p[0] for p in session.published]
+        self.assertEqual(keys, ["fromAgent.agent_1.ip.tun.started",
+                                "testingtool.component.ready"])
+        started = json.loads(session.published[0][1])
+        self.assertEqual((started["ipv4_host"], started["ipv6_host"]), ("10.2.0.1", ":1"))
+
+    def test_duplicate_name(self):
+        """
+        A queue locked by another connection (405) means another agent has the
+        name: the process stops with exit status 2 and a message saying so.
+        """
+        self.start()
+        session = RecordingSession()
+        session.declare_error = channel_closed(405, "RESOURCE_LOCKED")
+        self.connector.connect(session)
+        code, message = self.process.failures[0]
+        self.assertEqual(code, 2)
+        self.assertIn("already connected", message)
+        self.assertIn("agent_1", message)
+
+    def test_other_declare_error_retried(self):
+        """
+        Other channel errors are not fatal: the set-up fails and is retried.
+        """
+        self.start()
+        session = RecordingSession()
+        session.declare_error = channel_closed(406, "PRECONDITION_FAILED")
+        self.failureResultOf(self.connector.connect(session), ChannelClosed)
+        self.assertEqual(self.process.failures, [])
+
+    def test_tun_to_bus(self):
+        """
+        A packet read from the TUN is published in ioppytest's JSON format
+        with the reactor's time.
+        """
+        device, session = self.connect()
+        device.inbound.append(PACKET)
+        self.agent.port.doRead()
+        [(key, body, content_type)] = session.published
+        self.assertEqual((key, content_type),
+                         ("fromAgent.agent_1.ip.tun.packet.raw", "application/json"))
+        obj = json.loads(body)
+        self.assertEqual(bytes(obj["data"]), PACKET)
+        self.assertEqual((obj["timestamp"], obj["interface_name"]), (1764242400.5, "tun0"))
+        self.assertEqual(self.agent.counters.packets["out"], 1)
+
+    def test_tun_while_disconnected(self):
+        """
+        A packet read while there is no session is dropped and counted.
+        """
+        device = self.start()
+        device.inbound.append(PACKET)
+        self.agent.port.doRead()
+        self.assertEqual(self.agent.counters.drops["not connected"], 1)
+
+    def test_bus_to_tun(self):
+        """
+        A packet consumed from the bus is written to the TUN as bytes.
+        """
+        device, session = self.connect()
+        session.deliver(QUEUE, "toAgent.agent_1.ip.tun.packet.raw",
+                        fixture("toAgent.agent_2.ip.tun.packet.raw")["body"].encode())
+        self.assertEqual(device.written, [PACKET])
+        self.assertEqual(self.agent.counters.bytes["in"], len(PACKET))
+
+    def test_bad_messages_dropped(self):
+        """
+        Malformed packet messages are counted and warned about (at most once
+        per interval); good packets between them still arrive.
+        """
+        device, session = self.connect()
+        key = "toAgent.agent_1.ip.tun.packet.raw"
+        with capturedLogs() as events:
+            for body in (b"junk", b'{"data": [300]}', wire.encode_packet(b"\x45ok", 1.0),
+                         b'{"data": "x"}'):
+                session.deliver(QUEUE, key, body)
+        self.assertEqual(device.written, [b"\x45ok"])
+        self.assertEqual(self.agent.counters.drops["bad message"], 3)
+        self.assertEqual(len([e for e in events if "dropped" in e["log_format"]]), 1)
+
+    def test_larger_than_mtu(self):
+        """
+        A packet longer than the MTU is dropped and counted.
+        """
+        device, session = self.connect()
+        session.deliver(QUEUE, "toAgent.agent_1.ip.tun.packet.raw",
+                        wire.encode_packet(b"\x45" + b"x" * 1400, 1.0))
+        self.assertEqual(device.written, [])
+        self.assertEqual(self.agent.counters.drops["larger than MTU"], 1)
+
+    def test_tun_start(self):
+        """
+        tun.start re-addresses the interface and is answered with tun.started.
+        """
+        device, session = self.connect()
+        body = json.dumps({"ipv4_host": "10.2.0.9", "ipv4_netmask": "255.255.255.0",
+                           "ipv6_prefix": "cccc", "ipv6_host": ":9",
+                           "re_route_packets_if": None}).encode()
+        session.deliver(QUEUE, "toAgent.agent_1.ip.tun.start", body)
+        self.assertEqual([str(a) for a in self.links.configured[-1][1]],
+                         ["10.2.0.9/24", "cccc::9/64", "fe80::9/64"])
+        [(key, body, _)] = session.published
+        self.assertEqual(key, "fromAgent.agent_1.ip.tun.started")
+        self.assertEqual(json.loads(body)["ipv4_host"], "10.2.0.9")
+
+    def test_tun_start_reference(self):
+        """
+        ioppytest's own tun.start message is accepted.
+        """
+        device, session = self.connect()
+        session.deliver(QUEUE, "toAgent.agent_1.ip.tun.start",
+                        fixture("toAgent.agent_1.ip.tun.start")["body"].encode())
+        self.assertEqual(str(self.agent.addresses.ipv6), "bbbb::1/64")
+        self.assertEqual(len(session.published), 1)
+
+    def test_bad_tun_start(self):
+        """
+        A tun.start that cannot be applied is logged; the addresses stay.
+        """
+        device, session = self.connect()
+        with capturedLogs() as events:
+            session.deliver(QUEUE, "toAgent.agent_1.ip.tun.start",
+                            b'{"ipv4_host": "banana", "ipv4_netmask": "x", '
+                            b'"ipv6_prefix": "bbbb", "ipv6_host": "1"}')
+        self.assertEqual(str(self.agent.addresses.ipv4), "10.2.0.1/24")
+        self.assertEqual(session.published, [])
+        self.assertTrue(any("cannot apply" in e["log_format"] for e in events))
+
+
+class StopTests(AgentTestCase):
+    """
+    The orderly stop.
+    """
+
+    def test_stop_order(self):
+        """
+        Stopping stops reading the TUN, closes the bus session with a
+        component.shutdown farewell, then removes the interface.
+        """
+        device, session = self.connect()
+        d = self.agent.stopService()
+        self.successResultOf(d)
+        self.assertNotIn(self.agent.port, self.reactor.getReaders())
+        self.assertEqual([m.routing_key for m in self.connector.stopped_with],
+                         ["testingtool.component.shutdown"])
+        self.assertEqual(session.published[-1][0], "testingtool.component.shutdown")
+        self.assertTrue(device.closed)
+
+    def test_stop_without_interface(self):
+        """
+        Stopping after a failed start does not raise.
+        """
+        self.agent._interface._open_tun = lambda name: (_ for _ in ()).throw(TunError("x"))
+        self.agent.startService()
+        self.successResultOf(self.agent.stopService())
