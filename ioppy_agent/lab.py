@@ -130,14 +130,19 @@ class VHost:
 
 class Program:
     """
-    One C{twistd -n} process the test started.
+    One C{twistd -n} process started by the lab.
+
+    @ivar shown: The command as a user would type it (without the lab's
+        log and pidfile flags).
     """
 
-    def __init__(self, cleanup, plugin, *args, netns=None, env=None):
-        self.log = os.path.abspath(unique("log") + ".log")
+    def __init__(self, cleanup, plugin, *args, netns=None, env=None, log_dir="."):
+        self.log = os.path.abspath(os.path.join(log_dir, unique("log") + ".log"))
+        self.shown = " ".join(["twistd", "-n", plugin, *args])
         command = [TWISTD, "-n", "--pidfile=", f"--logfile={self.log}", plugin, *args]
         if netns is not None:
             command = ["ip", "netns", "exec", netns, *command]
+            self.shown = f"ip netns exec {netns} {self.shown}"
         self.command = command
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
