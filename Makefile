@@ -38,12 +38,7 @@ system:
 
 # The broker: started when it is not running, then waited for (bounded).
 broker: system
-	@if ! timeout 20 rabbitmqctl -q status >/dev/null 2>&1; then \
-		echo "starting rabbitmq-server"; \
-		rabbitmq-server -detached; \
-		timeout 120 rabbitmqctl -q await_startup; \
-	fi
-	@echo "broker: RabbitMQ is running"
+	@scripts/ensure-broker.sh
 
 tun:
 	@[ -c /dev/net/tun ] || { mkdir -p /dev/net && mknod /dev/net/tun c 10 200 && chmod 0666 /dev/net/tun; }
