@@ -18,7 +18,6 @@ from twisted.logger import Logger
 from txamqp import spec as txspec
 from txamqp.client import ChannelClosed, Closed, ConnectionClosed, TwistedDelegate
 from txamqp.connection import Body, Frame, Header, Method
-from txamqp.content import Content
 from txamqp.protocol import AMQClient
 
 from . import __version__

@@ -44,5 +44,7 @@ class WarnLimiter:
             return False
         self._next = now + self._interval
         held, self.suppressed = self.suppressed, 0
-        self._log.warn(format + " ({held} similar warnings held back)", held=held, **kwargs)
+        if held:
+            format += " ({held} more since the last such warning)"
+        self._log.warn(format, held=held, **kwargs)
         return True
