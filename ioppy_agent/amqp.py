@@ -6,19 +6,25 @@ L{ClientService}.
 """
 
 import importlib.resources
+import socket
 from functools import lru_cache
 
 from twisted.application.internet import backoffPolicy
 from twisted.internet import defer
 from twisted.internet.abstract import isIPAddress, isIPv6Address
-from twisted.internet.endpoints import (HostnameEndpoint, TCP4ClientEndpoint,
-                                        TCP6ClientEndpoint)
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.error import DNSLookupError
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
+from twisted.names import cache, client, dns, hosts
+from twisted.names.error import AuthoritativeDomainError, DNSQueryTimeoutError, DomainError
+from twisted.names.resolve import ResolverChain
 from txamqp import spec as txspec
 from txamqp.client import ChannelClosed, Closed, ConnectionClosed, TwistedDelegate
 from txamqp.connection import Body, Frame, Header, Method
 from txamqp.protocol import AMQClient
+from zope.interface import implementer
 
 from . import __version__
 from .wire import as_bytes
@@ -268,12 +274,66 @@ class BusSession:
                 self.client.transport.loseConnection()
 
 
-def _endpoint(reactor, url, timeout):
-    if isIPAddress(url.host):
-        return TCP4ClientEndpoint(reactor, url.host, url.port, timeout=timeout)
-    if isIPv6Address(url.host):
-        return TCP6ClientEndpoint(reactor, url.host, url.port, timeout=timeout)
-    return HostnameEndpoint(reactor, url.host, url.port, timeout=timeout)
+def resolver_for(reactor):
+    """
+    @return: A twisted.names resolver that reads C{/etc/hosts} first, then
+        asks the servers in C{/etc/resolv.conf}.  Unlike the reactor's default
+        resolver (C{getaddrinfo} in a thread pool), it uses no threads.
+    """
+    return ResolverChain([
+        hosts.Resolver(file=b"/etc/hosts"),
+        cache.CacheResolver(reactor=reactor),
+        client.Resolver(resolv="/etc/resolv.conf", reactor=reactor),
+    ])
+
+
+@defer.inlineCallbacks
+def resolve(resolver, host):
+    """
+    Look up C{host}'s IPv4 address, else its IPv6 address.
+
+    @return: A L{Deferred} firing with the address as text.
+    @raise DNSLookupError: if there is neither.
+    """
+    for lookup, kind in ((resolver.lookupAddress, dns.A),
+                         (resolver.lookupIPV6Address, dns.AAAA)):
+        try:
+            answers, _, _ = yield lookup(host, timeout=(1, 3, 5))
+        except (DNSLookupError, DomainError, AuthoritativeDomainError,
+                defer.TimeoutError, DNSQueryTimeoutError):
+            continue
+        for record in answers:
+            if record.type == kind:
+                if kind == dns.A:
+                    return record.payload.dottedQuad()
+                return socket.inet_ntop(socket.AF_INET6, record.payload.address)
+    raise DNSLookupError(f"{host} has no IPv4 or IPv6 address")
+
+
+@implementer(IStreamClientEndpoint)
+class BrokerEndpoint:
+    """
+    TCP to the broker: an address is used as it is; a host name is looked up
+    with L{resolve} at each connection attempt.
+    """
+
+    def __init__(self, reactor, host, port, timeout=10, resolver=None):
+        self._reactor = reactor
+        self._host = host
+        self._port = port
+        self._timeout = timeout
+        self._resolver = resolver
+
+    @defer.inlineCallbacks
+    def connect(self, factory):
+        address = self._host
+        if not (isIPAddress(address) or isIPv6Address(address)):
+            if self._resolver is None:
+                self._resolver = resolver_for(self._reactor)
+            address = yield resolve(self._resolver, address)
+        kind = TCP4ClientEndpoint if isIPAddress(address) else TCP6ClientEndpoint
+        endpoint = kind(self._reactor, address, self._port, timeout=self._timeout)
+        return (yield endpoint.connect(factory))
 
 
 @defer.inlineCallbacks
@@ -340,8 +400,8 @@ class BusConnector:
         self._setup = setup
         self._on_fatal = on_fatal
         self._clock = reactor
-        self._endpoint = endpoint if endpoint is not None else _endpoint(reactor, url,
-                                                                         timeout)
+        self._endpoint = endpoint if endpoint is not None else BrokerEndpoint(
+            reactor, url.host, url.port, timeout)
         self._factory = BusFactory(url.vhost, heartbeat, reactor, {
             "product": "ioppy-agent", "version": __version__,
             "connection_name": connection_name,
