@@ -15,8 +15,7 @@ from twisted.logger import Logger
 
 from . import netlink, wire
 from .addressing import BadAddress, TunAddresses, make_addresses
-from .amqp import DEFAULT_HEARTBEAT, BusConnector, ChannelClosed, FatalBusError, \
-    RESOURCE_LOCKED, reply_of
+from .amqp import DEFAULT_HEARTBEAT, BusConnector, FatalBusError
 from .stats import Counters, WarnLimiter
 from .tun import TunError, TunPort, open_tun
 from .url import BrokerURL
@@ -180,16 +179,11 @@ class AgentService(service.Service):
         Declare and bind the agent's queue, consume it, and announce the agent.
         """
         config = self.config
-        try:
-            yield session.declare_queue(config.queue, [self._key_in, self._key_start])
-        except ChannelClosed as e:
-            code, text = reply_of(e)
-            if code == RESOURCE_LOCKED:
-                raise FatalBusError(
-                    f"an agent named {config.name!r} is already connected to vhost "
-                    f"{config.url.vhost!r} on {config.url.host}; choose another --name",
-                    exit_code=EXIT_DUPLICATE_NAME) from None
-            raise
+        yield session.declare_queue(
+            config.queue, [self._key_in, self._key_start], when_locked=FatalBusError(
+                f"an agent named {config.name!r} is already connected to vhost "
+                f"{config.url.vhost!r} on {config.url.host}; choose another --name",
+                exit_code=EXIT_DUPLICATE_NAME))
         yield session.consume(config.queue, self._from_bus)
         session.publish_message(wire.started(config.name, self.addresses))
         session.publish_message(wire.component_ready(config.name))

@@ -183,18 +183,24 @@ class BusSession:
         self.closed = False
 
     @defer.inlineCallbacks
-    def declare_queue(self, name, bindings, max_length=DEFAULT_QUEUE_LIMIT):
+    def declare_queue(self, name, bindings, when_locked, max_length=DEFAULT_QUEUE_LIMIT):
         """
         Declare an exclusive, auto-delete queue that keeps at most
         C{max_length} messages (the oldest are dropped first), and bind it to
         each routing key in C{bindings}.
 
-        @raise ChannelClosed: with code 405 if another connection holds the
-            queue.
+        @param when_locked: The L{FatalBusError} to fail with if another
+            connection holds the queue (the broker answers 405).
+        @raise ChannelClosed: if the broker refuses for another reason.
         """
-        yield self.channel.queue_declare(
-            queue=name, exclusive=True, auto_delete=True,
-            arguments={"x-max-length": max_length, "x-overflow": "drop-head"})
+        try:
+            yield self.channel.queue_declare(
+                queue=name, exclusive=True, auto_delete=True,
+                arguments={"x-max-length": max_length, "x-overflow": "drop-head"})
+        except ChannelClosed as e:
+            if reply_of(e)[0] == RESOURCE_LOCKED:
+                raise when_locked from None
+            raise
         for key in bindings:
             yield self.channel.queue_bind(queue=name, exchange=self.exchange,
                                           routing_key=key)

@@ -16,8 +16,7 @@ from twisted.logger import Logger
 
 from . import wire
 from .addressing import BadAddress, check_name
-from .amqp import DEFAULT_HEARTBEAT, BusConnector, ChannelClosed, FatalBusError, \
-    RESOURCE_LOCKED, reply_of
+from .amqp import DEFAULT_HEARTBEAT, BusConnector, FatalBusError
 from .stats import Counters, WarnLimiter
 
 ROUTER_QUEUE = "ioppy.router"
@@ -233,16 +232,9 @@ class RouterService(service.Service):
 
     @defer.inlineCallbacks
     def _setup(self, session):
-        try:
-            yield session.declare_queue(ROUTER_QUEUE, BINDINGS)
-        except ChannelClosed as e:
-            code, _ = reply_of(e)
-            if code == RESOURCE_LOCKED:
-                raise FatalBusError(
-                    f"another ioppy-router is already routing vhost "
-                    f"{self.config.url.vhost!r} on {self.config.url.host}",
-                    exit_code=EXIT_DUPLICATE_ROUTER) from None
-            raise
+        yield session.declare_queue(ROUTER_QUEUE, BINDINGS, when_locked=FatalBusError(
+            f"another ioppy-router is already routing vhost {self.config.url.vhost!r} "
+            f"on {self.config.url.host}", exit_code=EXIT_DUPLICATE_ROUTER))
         yield session.consume(ROUTER_QUEUE, self._from_bus)
         self._log.info("router connected to {url}, exchange {exchange}{mode}",
                        url=self.config.url.masked(), exchange=self.config.exchange,

@@ -87,6 +87,8 @@ class RecordingSession:
     @ivar queues: C{name: bindings} per declared queue.
     @ivar consumers: C{queue: handler}.
     @ivar declare_error: An exception C{declare_queue} fails with.
+    @ivar locked: Whether queues are held by another connection, so that
+        C{declare_queue} fails with its C{when_locked} error.
     """
 
     def __init__(self):
@@ -94,10 +96,13 @@ class RecordingSession:
         self.queues = {}
         self.consumers = {}
         self.declare_error = None
+        self.locked = False
         self.closed = False
         self.close_calls = []
 
-    def declare_queue(self, name, bindings, max_length=1000):
+    def declare_queue(self, name, bindings, when_locked, max_length=1000):
+        if self.locked:
+            return defer.fail(when_locked)
         if self.declare_error is not None:
             return defer.fail(self.declare_error)
         self.queues[name] = list(bindings)

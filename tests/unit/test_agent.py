@@ -207,7 +207,7 @@ class BusTests(AgentTestCase):
         """
         self.start()
         session = RecordingSession()
-        session.declare_error = channel_closed(405, "RESOURCE_LOCKED")
+        session.locked = True
         self.connector.connect(session)
         code, message = self.process.failures[0]
         self.assertEqual(code, 2)

@@ -21,6 +21,32 @@ from ioppy_agent.url import parse_amqp_url
 from ioppy_agent.wire import as_bytes
 
 URL = parse_amqp_url("amqp://alice:hunter2@broker/interop")
+LOCKED = FatalBusError("held by another connection", exit_code=2)
+
+
+def broker_login(pump, open_ok=True):
+    """
+    Answer the client's login on C{pump} as the broker would.
+
+    @param open_ok: Also accept the vhost.
+    @return: The broker's end of channel 0.
+    """
+    zero = pump.channel(0)
+    zero.connection_start(version_major=0, version_minor=9, server_properties={},
+                          mechanisms="PLAIN AMQPLAIN", locales="en_US")
+    zero.connection_tune(channel_max=2047, frame_max=131072, heartbeat=0)
+    if open_ok:
+        zero.connection_open_ok(known_hosts="")
+    return zero
+
+
+def broker_handshake(pump):
+    """
+    Answer login, channel open and exchange check on C{pump}.
+    """
+    broker_login(pump)
+    pump.channel(1).channel_open_ok(channel_id="")
+    pump.channel(1).exchange_declare_ok()
 
 
 def method_names(pump, channel):
@@ -88,14 +114,7 @@ class ProtocolTestCase(SynchronousTestCase):
         @return: The L{BusSession}.
         """
         d = open_session(self.client, URL, "amq.topic")
-        zero = self.pump.channel(0)
-        zero.connection_start(version_major=0, version_minor=9, server_properties={},
-                              mechanisms="PLAIN AMQPLAIN", locales="en_US")
-        zero.connection_tune(channel_max=2047, frame_max=131072, heartbeat=0)
-        zero.connection_open_ok(known_hosts="")
-        one = self.pump.channel(1)
-        one.channel_open_ok(channel_id="")
-        one.exchange_declare_ok()
+        broker_handshake(self.pump)
         return self.successResultOf(d)
 
 
@@ -132,10 +151,7 @@ class LoginTests(ProtocolTestCase):
 
     def _refused(self, code):
         d = open_session(self.client, URL, "amq.topic")
-        zero = self.pump.channel(0)
-        zero.connection_start(version_major=0, version_minor=9, server_properties={},
-                              mechanisms="PLAIN", locales="en_US")
-        zero.connection_tune(channel_max=0, frame_max=131072, heartbeat=0)
+        zero = broker_login(self.pump, open_ok=False)
         zero.connection_close(reply_code=code, reply_text="NOT_ALLOWED - no vhost",
                               class_id=10, method_id=40)
         return self.failureResultOf(d, FatalBusError).value
@@ -158,11 +174,7 @@ class LoginTests(ProtocolTestCase):
         A passive declare of a missing exchange (404) is fatal.
         """
         d = open_session(self.client, URL, "nope")
-        zero = self.pump.channel(0)
-        zero.connection_start(version_major=0, version_minor=9, server_properties={},
-                              mechanisms="PLAIN", locales="en_US")
-        zero.connection_tune(channel_max=0, frame_max=131072, heartbeat=0)
-        zero.connection_open_ok(known_hosts="")
+        broker_login(self.pump)
         self.pump.channel(1).channel_open_ok(channel_id="")
         self.pump.channel(1).channel_close(reply_code=404, reply_text="NOT_FOUND",
                                            class_id=40, method_id=10)
@@ -184,7 +196,8 @@ class SessionTests(ProtocolTestCase):
         The queue is exclusive, auto-delete and bounded with drop-head, and is
         bound to each key on the session's exchange.
         """
-        d = self.session.declare_queue("ioppy.agent.a", ["k1", "k2"], max_length=50)
+        d = self.session.declare_queue("ioppy.agent.a", ["k1", "k2"], LOCKED,
+                                       max_length=50)
         one = self.pump.channel(1)
         one.queue_declare_ok(queue="ioppy.agent.a", message_count=0, consumer_count=0)
         one.queue_bind_ok()
@@ -200,13 +213,23 @@ class SessionTests(ProtocolTestCase):
 
     def test_declare_locked(self):
         """
-        A queue held by another connection fails with L{ChannelClosed} 405.
+        A queue held by another connection (the broker answers 405) fails with
+        the error given for that case.
         """
-        d = self.session.declare_queue("q", [])
+        d = self.session.declare_queue("q", [], LOCKED)
         self.pump.channel(1).channel_close(reply_code=405, reply_text="RESOURCE_LOCKED",
                                            class_id=50, method_id=10)
+        self.assertIs(self.failureResultOf(d, FatalBusError).value, LOCKED)
+
+    def test_declare_refused(self):
+        """
+        Other refusals fail with L{ChannelClosed} and the broker's reply.
+        """
+        d = self.session.declare_queue("q", [], LOCKED)
+        self.pump.channel(1).channel_close(reply_code=406, reply_text="PRECONDITION_FAILED",
+                                           class_id=50, method_id=10)
         error = self.failureResultOf(d, ChannelClosed).value
-        self.assertEqual(reply_of(error), (405, "RESOURCE_LOCKED"))
+        self.assertEqual(reply_of(error), (406, "PRECONDITION_FAILED"))
 
     def test_publish_frames(self):
         """
@@ -359,17 +382,6 @@ class PumpEndpoint:
         return defer.succeed(protocol)
 
 
-def broker_handshake(pump):
-    """
-    Answer login, channel open and exchange check on C{pump}.
-    """
-    zero = pump.channel(0)
-    zero.connection_start(version_major=0, version_minor=9, server_properties={},
-                          mechanisms="PLAIN", locales="en_US")
-    zero.connection_tune(channel_max=0, frame_max=131072, heartbeat=0)
-    zero.connection_open_ok(known_hosts="")
-    pump.channel(1).channel_open_ok(channel_id="")
-    pump.channel(1).exchange_declare_ok()
 
 
 class ConnectorTests(SynchronousTestCase):

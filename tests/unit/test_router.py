@@ -15,7 +15,7 @@ from ioppy_agent.testing import RecordingConnector, RecordingSession
 from ioppy_agent.url import parse_amqp_url
 
 from ..helpers import fixture
-from .test_agent import FakeProcess, channel_closed
+from .test_agent import FakeProcess
 
 BODY = fixture("fromAgent.agent_1.ip.tun.packet.raw")["body"].encode()
 
@@ -212,7 +212,7 @@ class RouterServiceTests(SynchronousTestCase):
         """
         A second router on the same vhost stops with exit status 2.
         """
-        self.session.declare_error = channel_closed(405, "RESOURCE_LOCKED")
+        self.session.locked = True
         self.service.connector.connect(self.session)
         code, message = self.process.failures[0]
         self.assertEqual(code, 2)
