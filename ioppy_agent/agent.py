@@ -6,8 +6,9 @@ C{fromAgent.<name>.ip.tun.packet.raw}; packets consumed from
 C{toAgent.<name>.ip.tun.packet.raw} are written into the TUN.
 """
 
+import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from twisted.application import service
 from twisted.internet import defer
@@ -16,12 +17,11 @@ from twisted.logger import Logger
 from . import netlink, wire
 from .addressing import BadAddress, TunAddresses, make_addresses
 from .amqp import DEFAULT_HEARTBEAT, BusConnector, FatalBusError
-from .stats import Counters, WarnLimiter
+from .pcap import PcapError, PcapWriter
+from .process import EXIT_DUPLICATE, EXIT_FAILURE
+from .stats import Counters, Reporter, WarnLimiter, status_of, summary_line
 from .tun import TunError, TunPort, open_tun
 from .url import BrokerURL
-
-EXIT_FAILURE = 1
-EXIT_DUPLICATE_NAME = 2
 
 # How long the orderly disconnect may wait for the broker, in seconds.
 CLOSE_TIMEOUT = 1.0
@@ -41,6 +41,11 @@ class AgentConfig:
     tun_name: str = "tun0"
     netns: Optional[str] = None
     heartbeat: int = DEFAULT_HEARTBEAT
+    tls: Any = None
+    stats_interval: float = 60.0
+    status_file: Optional[str] = None
+    status_interval: float = 5.0
+    pcap: Optional[str] = None
 
     @property
     def queue(self):
@@ -104,6 +109,7 @@ class AgentService(service.Service):
     """
 
     _log = Logger()
+    _geteuid = staticmethod(os.geteuid)
 
     def __init__(self, reactor, config, process, interface=None,
                  make_connector=BusConnector):
@@ -123,10 +129,14 @@ class AgentService(service.Service):
         self._interface = interface if interface is not None else Interface(config)
         self.connector = make_connector(
             reactor, config.url, config.exchange, self._setup, self._fatal,
-            heartbeat=config.heartbeat, connection_name=f"ioppy-agent {config.name}")
+            heartbeat=config.heartbeat, connection_name=f"ioppy-agent {config.name}",
+            tls=config.tls)
         self.port = None
+        self.pcap = None
         self._open_error = None
         self.counters = Counters()
+        self.reporter = Reporter(reactor, self._describe, config.stats_interval,
+                                 config.status_file, config.status_interval)
         self._warnings = WarnLimiter(reactor, self._log)
         self._key_out = wire.packet_from(config.name)
         self._key_in = wire.packet_to(config.name)
@@ -138,8 +148,10 @@ class AgentService(service.Service):
 
     def _open(self):
         try:
+            if self.config.pcap and self.pcap is None:
+                self.pcap = PcapWriter(self.config.pcap, self._reactor)
             device = self._interface.open()
-        except (TunError, netlink.NetlinkFailure) as e:
+        except (TunError, netlink.NetlinkFailure, PcapError) as e:
             self._open_error = str(e)
             return
         self.port = TunPort(device, self._from_tun, self._reactor, mtu=self.config.mtu)
@@ -159,6 +171,20 @@ class AgentService(service.Service):
             return
         self.port.startReading()
         self.connector.start()
+        self.reporter.start()
+
+    def _describe(self):
+        """
+        @return: The summary line and status of the agent, for the reporter.
+        """
+        connector = self.connector
+        line = (f"agent {self.config.name}: {summary_line(self.counters)}; broker "
+                f"{connector.state}")
+        status = dict(status_of(self.counters), name=self.config.name, pid=os.getpid(),
+                      interface=self.config.tun_name, netns=self.config.netns,
+                      addresses=[str(a) for a in self.addresses.all()],
+                      broker=connector.url.masked(), state=connector.state)
+        return line, status
 
     def _from_tun(self, packet):
         """
@@ -172,6 +198,8 @@ class AgentService(service.Service):
             self.counters.dropped("not connected")
             return
         self.counters.moved("out", len(packet))
+        if self.pcap is not None:
+            self.pcap.write(packet)
 
     @defer.inlineCallbacks
     def _setup(self, session):
@@ -183,7 +211,7 @@ class AgentService(service.Service):
             config.queue, [self._key_in, self._key_start], when_locked=FatalBusError(
                 f"an agent named {config.name!r} is already connected to vhost "
                 f"{config.url.vhost!r} on {config.url.host}; choose another --name",
-                exit_code=EXIT_DUPLICATE_NAME))
+                exit_code=EXIT_DUPLICATE))
         yield session.consume(config.queue, self._from_bus)
         session.publish_message(wire.started(config.name, self.addresses))
         session.publish_message(wire.component_ready(config.name))
@@ -212,6 +240,8 @@ class AgentService(service.Service):
                 return
             if self.port is not None and self.port.write_packet(packet):
                 self.counters.moved("in", len(packet))
+                if self.pcap is not None:
+                    self.pcap.write(packet)
             else:
                 self.counters.dropped("tun write")
         elif routing_key == self._key_start:
@@ -223,8 +253,19 @@ class AgentService(service.Service):
         """
         try:
             addresses = make_addresses(*wire.tun_start_addresses(body))
+        except (wire.BadMessage, BadAddress) as e:
+            self._log.error("cannot apply tun.start: {error}", error=str(e))
+            return
+        if self._geteuid() != 0:
+            self._log.error(
+                "cannot apply tun.start ({ipv4}, {ipv6}): changing addresses needs "
+                "root, and the agent runs as uid {uid} (twistd --uid); the "
+                "interface keeps {old}", ipv4=str(addresses.ipv4), ipv6=str(addresses.ipv6),
+                uid=self._geteuid(), old=str(self.addresses.ipv4))
+            return
+        try:
             self._interface.configure(addresses)
-        except (wire.BadMessage, BadAddress, netlink.NetlinkFailure, OSError) as e:
+        except (netlink.NetlinkFailure, OSError) as e:
             self._log.error("cannot apply tun.start: {error}", error=str(e))
             return
         self.addresses = addresses
@@ -252,15 +293,6 @@ class AgentService(service.Service):
             if self.port is not None:
                 self.port.close()
                 self._log.info("interface {tun} removed", tun=self.config.tun_name)
-            self._log.info("agent {name} stopped: {summary}", name=self.config.name,
-                           summary=summary(self.counters))
-
-
-def summary(counters):
-    """
-    @return: One line with the packets moved and dropped.
-    """
-    drops = ", ".join(f"{reason}: {n}" for reason, n in sorted(counters.drops.items()))
-    return (f"out {counters.packets['out']} packets/{counters.bytes['out']} bytes, "
-            f"in {counters.packets['in']} packets/{counters.bytes['in']} bytes, "
-            f"dropped {sum(counters.drops.values())}" + (f" ({drops})" if drops else ""))
+            if self.pcap is not None:
+                self.pcap.close()
+            self.reporter.stop()

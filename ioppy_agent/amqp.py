@@ -12,7 +12,7 @@ from functools import lru_cache
 from twisted.application.internet import backoffPolicy
 from twisted.internet import defer
 from twisted.internet.abstract import isIPAddress, isIPv6Address
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.internet.error import DNSLookupError
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
@@ -21,13 +21,19 @@ from twisted.names import cache, client, dns, hosts
 from twisted.names.error import AuthoritativeDomainError, DNSQueryTimeoutError, DomainError
 from twisted.names.resolve import ResolverChain
 from txamqp import spec as txspec
-from txamqp.client import ChannelClosed, Closed, ConnectionClosed, TwistedDelegate
+from OpenSSL.SSL import Error as OpenSSLError
+from service_identity import VerificationError
+from twisted.python.failure import Failure
+from txamqp.client import ChannelClosed, Closed, TwistedDelegate
 from txamqp.connection import Body, Frame, Header, Method
 from txamqp.protocol import AMQClient
 from zope.interface import implementer
 
 from . import __version__
+from .process import EXIT_REFUSED, EXIT_TLS
 from .wire import as_bytes
+
+TLSError = (OpenSSLError, VerificationError)
 
 DEFAULT_HEARTBEAT = 10
 DEFAULT_QUEUE_LIMIT = 1000
@@ -89,6 +95,11 @@ class _Delegate(TwistedDelegate):
                                mechanism=self.client.mechanism,
                                response=self.client.response,
                                locale=self.client.locale)
+        self.client.login_sent = True
+
+    def connection_tune(self, ch, msg):
+        self.client.tuned = True
+        TwistedDelegate.connection_tune(self, ch, msg)
 
     def basic_deliver(self, ch, msg):
         self.client.deliver(msg)
@@ -113,9 +124,15 @@ class BusProtocol(AMQClient):
 
     @ivar consumers: Consumer tag to callable taking
         C{(routing_key, body, content_type)}, with C{body} always C{bytes}.
+    @ivar login_sent: Whether C{connection.start-ok} (the credentials) went
+        out.
+    @ivar tuned: Whether the broker answered it with C{connection.tune},
+        which it does only if it accepted the credentials.
     """
 
     _log = Logger()
+    login_sent = False
+    tuned = False
 
     def __init__(self, spec, vhost, heartbeat, clock, client_properties):
         AMQClient.__init__(self, _Delegate(), vhost, spec, heartbeat=heartbeat,
@@ -319,16 +336,18 @@ def resolve(resolver, host):
 @implementer(IStreamClientEndpoint)
 class BrokerEndpoint:
     """
-    TCP to the broker: an address is used as it is; a host name is looked up
-    with L{resolve} at each connection attempt.
+    TCP to the broker, with TLS if given client TLS options: an address is
+    used as it is; a host name is looked up with L{resolve} at each
+    connection attempt.
     """
 
-    def __init__(self, reactor, host, port, timeout=10, resolver=None):
+    def __init__(self, reactor, host, port, timeout=10, resolver=None, tls=None):
         self._reactor = reactor
         self._host = host
         self._port = port
         self._timeout = timeout
         self._resolver = resolver
+        self._tls = tls
 
     @defer.inlineCallbacks
     def connect(self, factory):
@@ -339,7 +358,47 @@ class BrokerEndpoint:
             address = yield resolve(self._resolver, address)
         kind = TCP4ClientEndpoint if isIPAddress(address) else TCP6ClientEndpoint
         endpoint = kind(self._reactor, address, self._port, timeout=self._timeout)
+        if self._tls is not None:
+            endpoint = wrapClientTLS(self._tls, endpoint)
         return (yield endpoint.connect(factory))
+
+
+def cause_of(error):
+    """
+    @return: What a txamqp L{Closed} wraps (the broker's close L{Message}, or
+        the L{Failure} the connection was lost with), or C{error} itself.
+    """
+    if isinstance(error, Closed) and error.args:
+        return error.args[0]
+    return error
+
+
+def describe(failure):
+    """
+    @return: One line saying why a connection attempt failed, for the log.
+    """
+    cause = cause_of(failure.value)
+    if isinstance(cause, Failure):
+        failure = cause
+        cause = cause.value
+    code, text = reply_of(failure.value)
+    if code is not None:
+        return f"the broker closed the connection: {code} {text}"
+    if isinstance(cause, TLSError):
+        return f"TLS failed: {tls_reason(cause)}"
+    return failure.getErrorMessage() or failure.type.__name__
+
+
+def tls_reason(error):
+    """
+    @return: A readable reason from a pyOpenSSL error or a service_identity
+        verification error.
+    """
+    if isinstance(error, VerificationError):
+        return f"the broker's certificate is not for this host ({error})"
+    reasons = [part[2] for part in (error.args[0] if error.args else [])
+               if isinstance(part, tuple) and len(part) == 3]
+    return "; ".join(r for r in reasons if r) or str(error)
 
 
 @defer.inlineCallbacks
@@ -349,7 +408,9 @@ def open_session(client, url, exchange):
     exchange exists.
 
     @return: A L{Deferred} firing with a L{BusSession}.
-    @raise FatalBusError: if the broker refuses the login or the vhost.
+    @raise FatalBusError: if the broker refuses the login, the vhost or the
+        exchange, or its TLS certificate does not verify: retrying would not
+        help.
     """
     response = b"\0" + url.username.encode("utf-8") + b"\0" + url.password.encode("utf-8")
     try:
@@ -357,15 +418,26 @@ def open_session(client, url, exchange):
         channel = yield client.channel(1)
         yield channel.channel_open()
         yield channel.exchange_declare(exchange=exchange, passive=True)
-    except (ConnectionClosed, ChannelClosed) as e:
+    except Closed as e:
         code, text = reply_of(e)
+        who = f"user {url.username!r} on vhost {url.vhost!r}"
         if code in (ACCESS_REFUSED, NOT_ALLOWED):
-            raise FatalBusError(
-                f"the broker refused user {url.username!r} on vhost {url.vhost!r}: "
-                f"{text}", exit_code=3) from None
+            raise FatalBusError(f"the broker refused {who}: {text}",
+                                exit_code=EXIT_REFUSED) from None
         if code == NOT_FOUND:
             raise FatalBusError(f"exchange {exchange!r} does not exist on vhost "
-                                f"{url.vhost!r}: {text}", exit_code=3) from None
+                                f"{url.vhost!r}: {text}", exit_code=EXIT_REFUSED) from None
+        cause = cause_of(e)
+        if isinstance(cause, Failure) and cause.check(TLSError):
+            raise FatalBusError(f"TLS connection to {url.host}:{url.port} refused: "
+                                f"{tls_reason(cause.value)}", exit_code=EXIT_TLS) from None
+        if code is None and client.login_sent and not client.tuned:
+            # RabbitMQ answers bad credentials by closing the connection
+            # without a word (a client would have to announce the
+            # authentication_failure_close capability, a boolean that
+            # txamqp's table encoder cannot write).
+            raise FatalBusError(f"the broker refused the login of {who}: wrong user "
+                                "name or password", exit_code=EXIT_REFUSED) from None
         raise
     return BusSession(client, channel, exchange)
 
@@ -385,13 +457,17 @@ class BusConnector:
     login.
 
     @ivar session: The current L{BusSession}, or C{None} while there is none.
+    @ivar state: C{"stopped"}, C{"connecting"}, C{"connected"} or
+        C{"waiting to reconnect"}.
+    @ivar failures: Failed attempts since the last good session.
     """
 
     _log = Logger()
+    state = "stopped"
 
     def __init__(self, reactor, url, exchange, setup, on_fatal,
                  heartbeat=DEFAULT_HEARTBEAT, connection_name="ioppy",
-                 endpoint=None, timeout=10, retry_policy=None):
+                 endpoint=None, timeout=10, retry_policy=None, tls=None):
         """
         @param setup: Called with each new L{BusSession}; may return a
             L{Deferred}.  If it fails, the connection is dropped and retried,
@@ -399,7 +475,11 @@ class BusConnector:
         @param on_fatal: Called with a L{FatalBusError}; the connector has
             stopped trying by then.
         @param retry_policy: Failed attempts in a row to seconds to wait.
+        @param tls: Client TLS options (see L{ioppy_agent.tls.client_tls}),
+            required for an C{amqps://} URL.
         """
+        if url.tls and tls is None and endpoint is None:
+            raise ValueError("an amqps:// URL needs TLS options")
         self.url = url
         self.exchange = exchange
         self.session = None
@@ -407,7 +487,7 @@ class BusConnector:
         self._on_fatal = on_fatal
         self._clock = reactor
         self._endpoint = endpoint if endpoint is not None else BrokerEndpoint(
-            reactor, url.host, url.port, timeout)
+            reactor, url.host, url.port, timeout, tls=tls if url.tls else None)
         self._factory = BusFactory(url.vhost, heartbeat, reactor, {
             "product": "ioppy-agent", "version": __version__,
             "connection_name": connection_name,
@@ -426,8 +506,13 @@ class BusConnector:
         self._stopping = False
         self._connect()
 
+    @property
+    def failures(self):
+        return self._failures
+
     def _connect(self):
         self._retry = None
+        self.state = "connecting"
         self._log.info("connecting to {url}", url=self.url.masked())
         self._attempt = d = self._endpoint.connect(self._factory)
         d.addCallback(self._prepare)
@@ -452,6 +537,7 @@ class BusConnector:
     def _ready(self, client):
         self._attempt = None
         self._failures = 0
+        self.state = "connected"
         client.disconnected.wait().addCallback(self._lost, client)
 
     def _failed(self, reason):
@@ -461,12 +547,14 @@ class BusConnector:
             return None
         if reason.check(FatalBusError):
             self._stopping = True
+            self.state = "stopped"
             self._on_fatal(reason.value)
             return None
         self._failures += 1
+        self.state = "waiting to reconnect"
         delay = self._policy(self._failures)
         self._log.warn("connecting to {url} failed: {error}; retrying in {delay:.1f} s",
-                       url=self.url.masked(), error=reason.getErrorMessage(), delay=delay)
+                       url=self.url.masked(), error=describe(reason), delay=delay)
         self._retry = self._clock.callLater(delay, self._connect)
         return None
 
@@ -477,6 +565,7 @@ class BusConnector:
         self.session = None
         if self._stopping:
             return
+        self.state = "waiting to reconnect"
         delay = self._policy(1)
         self._log.warn("lost the connection to {url}; reconnecting in {delay:.1f} s",
                        url=self.url.masked(), delay=delay)
@@ -489,6 +578,7 @@ class BusConnector:
         reconnecting.
         """
         self._stopping = True
+        self.state = "stopped"
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
         self._retry = None

@@ -15,6 +15,12 @@ import sys
 from twisted.application import service
 from twisted.logger import Logger
 
+# Exit statuses, as the README lists them.
+EXIT_FAILURE = 1      # bad options; TUN, namespace or interface set-up failed
+EXIT_DUPLICATE = 2    # the name (or the router's queue) is taken on the vhost
+EXIT_REFUSED = 3      # the broker refused the login, the vhost or the exchange
+EXIT_TLS = 4          # the broker's TLS certificate did not verify
+
 
 class ProcessControl(service.Service):
     """

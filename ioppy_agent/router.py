@@ -8,7 +8,10 @@ never re-encoded.
 """
 
 import json
+import os
 from dataclasses import dataclass, field
+from typing import Any, Optional
+from urllib.parse import quote
 
 from twisted.application import service
 from twisted.internet import defer
@@ -17,11 +20,12 @@ from twisted.logger import Logger
 from . import wire
 from .addressing import BadAddress, check_name
 from .amqp import DEFAULT_HEARTBEAT, BusConnector, FatalBusError
-from .stats import Counters, WarnLimiter
+from .pcap import PcapError, PcapWriter
+from .process import EXIT_DUPLICATE, EXIT_FAILURE
+from .stats import Counters, Reporter, WarnLimiter, status_of, summary_line
 
 ROUTER_QUEUE = "ioppy.router"
 ROUTER_NAME = "packet_router"
-EXIT_DUPLICATE_ROUTER = 2
 CLOSE_TIMEOUT = 1.0
 
 BINDINGS = (wire.ANY_PACKET_FROM_AGENT, wire.ANY_TUN_STARTED, wire.COMPONENT_READY,
@@ -108,12 +112,16 @@ class PacketRouter:
 
     _log = Logger()
 
-    def __init__(self, clock, topology=None):
+    def __init__(self, clock, topology=None, capture=None):
+        """
+        @param capture: Called with each packet routed (for pcap), or C{None}.
+        """
         self.topology = topology
         self.agents = set()
         self.to_drop = 0
         self.counters = Counters()
         self._warnings = WarnLimiter(clock, self._log)
+        self._capture = capture
 
     def _bad(self, routing_key, error):
         self.counters.dropped("bad message")
@@ -188,6 +196,8 @@ class PacketRouter:
             self.counters.dropped("lossy link")
             return []
         self.counters.moved("in", len(packet))
+        if self._capture is not None:
+            self._capture(packet)
         out = [wire.Message(wire.packet_to(peer), body, content_type or wire.JSON)
                for peer in self.peers_of(sender)]
         if not out:
@@ -207,6 +217,20 @@ class RouterConfig:
     exchange: str = "amq.topic"
     topology: Topology = None
     heartbeat: int = DEFAULT_HEARTBEAT
+    tls: Any = None
+    stats_interval: float = 60.0
+    status_file: Optional[str] = None
+    status_interval: float = 5.0
+    pcap_dir: Optional[str] = None
+
+    @property
+    def pcap_path(self):
+        """
+        @return: The capture file for this router's vhost in C{pcap_dir}.
+        """
+        if self.pcap_dir is None:
+            return None
+        return os.path.join(self.pcap_dir, quote(self.url.vhost, safe="") + ".pcap")
 
 
 class RouterService(service.Service):
@@ -220,21 +244,55 @@ class RouterService(service.Service):
 
     def __init__(self, reactor, config, process, make_connector=BusConnector):
         self.config = config
+        self._reactor = reactor
         self._process = process
-        self.router = PacketRouter(reactor, config.topology)
+        self.pcap = None
+        self._open_error = None
+        self.router = PacketRouter(reactor, config.topology, capture=self._capture)
         self.connector = make_connector(
             reactor, config.url, config.exchange, self._setup, self._fatal,
-            heartbeat=config.heartbeat, connection_name="ioppy-router")
+            heartbeat=config.heartbeat, connection_name="ioppy-router", tls=config.tls)
+        self.reporter = Reporter(reactor, self._describe, config.stats_interval,
+                                 config.status_file, config.status_interval)
+
+    def privilegedStartService(self):
+        service.Service.privilegedStartService(self)
+        self._open()
+
+    def _open(self):
+        if self.config.pcap_dir and self.pcap is None and self._open_error is None:
+            try:
+                self.pcap = PcapWriter(self.config.pcap_path, self._reactor)
+            except PcapError as e:
+                self._open_error = str(e)
+
+    def _capture(self, packet):
+        if self.pcap is not None:
+            self.pcap.write(packet)
 
     def startService(self):
         service.Service.startService(self)
+        self._open()
+        if self._open_error is not None:
+            self._process.fail(EXIT_FAILURE, self._open_error)
+            return
         self.connector.start()
+        self.reporter.start()
+
+    def _describe(self):
+        connector = self.connector
+        agents = sorted(self.router.agents)
+        line = (f"router: {summary_line(self.router.counters)}; agents: "
+                f"{', '.join(agents) or 'none'}; broker {connector.state}")
+        status = dict(status_of(self.router.counters), pid=os.getpid(), agents=agents,
+                      broker=connector.url.masked(), state=connector.state)
+        return line, status
 
     @defer.inlineCallbacks
     def _setup(self, session):
         yield session.declare_queue(ROUTER_QUEUE, BINDINGS, when_locked=FatalBusError(
             f"another ioppy-router is already routing vhost {self.config.url.vhost!r} "
-            f"on {self.config.url.host}", exit_code=EXIT_DUPLICATE_ROUTER))
+            f"on {self.config.url.host}", exit_code=EXIT_DUPLICATE))
         yield session.consume(ROUTER_QUEUE, self._from_bus)
         self._log.info("router connected to {url}, exchange {exchange}{mode}",
                        url=self.config.url.masked(), exchange=self.config.exchange,
@@ -254,6 +312,6 @@ class RouterService(service.Service):
     def stopService(self):
         service.Service.stopService(self)
         yield self.connector.stop((), CLOSE_TIMEOUT)
-        c = self.router.counters
-        self._log.info("router stopped: {n} packets in, {m} forwarded, {d} dropped",
-                       n=c.packets["in"], m=c.packets["out"], d=sum(c.drops.values()))
+        if self.pcap is not None:
+            self.pcap.close()
+        self.reporter.stop()

@@ -6,6 +6,7 @@ C{postOptions} validates and converts every option; C{make_*_service} only
 builds objects and does no I/O.
 """
 
+import math
 import os
 import re
 
@@ -18,11 +19,55 @@ from .amqp import DEFAULT_HEARTBEAT
 from .process import ProcessControl
 from .router import BadTopology, RouterConfig, RouterService, parse_topology
 from .tun import IFNAMSIZ
+from .tls import TLSConfigError, client_tls, load_ca, load_client_certificate
 from .url import DEFAULT_URL, BadURL, parse_amqp_url
 
 _EXCHANGE = re.compile(r"[A-Za-z0-9_.:-]{1,255}\Z")
 _NETNS = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
 _IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,%d}\Z" % (IFNAMSIZ - 1))
+
+
+def _number(options, key, minimum, strictly=False):
+    """
+    Convert option C{key} to a float of at least (or above) C{minimum}.
+    """
+    text = options[key]
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise usage.UsageError(f"--{key} {text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < minimum or (strictly and value == minimum):
+        bound = f"more than {minimum:g}" if strictly else f"at least {minimum:g}"
+        raise usage.UsageError(f"--{key} {text!r} must be {bound}")
+    options[key] = value
+
+
+def _writable_path(options, key):
+    """
+    Check that the directory of path option C{key} exists.
+    """
+    path = options[key]
+    if path is None:
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise usage.UsageError(f"--{key} {path}: the directory {directory} does not exist")
+
+
+def read_url_file(path):
+    """
+    @return: The first line of C{path} that is neither empty nor a comment.
+    @raise usage.UsageError: if there is none or the file cannot be read.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    return line
+    except OSError as e:
+        raise usage.UsageError(f"--url-file {path}: {e.strerror}") from None
+    raise usage.UsageError(f"--url-file {path} holds no URL")
 
 
 class _BusOptions(usage.Options):
@@ -32,13 +77,30 @@ class _BusOptions(usage.Options):
 
     optParameters = [
         ["url", "u", None,
-         "AMQP URL amqp://user:password@host[:port]/vhost (default: $AMQP_URL, "
-         "else " + DEFAULT_URL + ")"],
+         "AMQP URL amqp://user:password@host[:port]/vhost, or amqps:// for TLS "
+         "(default: --url-file, else $AMQP_URL, else " + DEFAULT_URL + ")"],
+        ["url-file", None, None,
+         "Read the AMQP URL from the first line of this file (keeps the password "
+         "out of ps)."],
         ["exchange", "x", "amq.topic", "Topic exchange to publish and bind on."],
+        ["tls-ca", None, None, "amqps: PEM file of the CAs that sign the broker's "
+                               "certificate (default: the system's CAs)."],
+        ["tls-cert", None, None, "amqps: PEM client certificate to present."],
+        ["tls-key", None, None, "amqps: PEM private key of --tls-cert (if not in it)."],
+        ["stats-interval", None, "60", "Seconds between summary lines in the log "
+                                       "(0: none)."],
+        ["status-file", None, None, "Keep a JSON status file here (counters and "
+                                    "connection state)."],
+        ["status-interval", None, "5", "Seconds between rewrites of --status-file."],
     ]
 
     def postOptions(self):
-        text = self["url"] or os.environ.get("AMQP_URL") or DEFAULT_URL
+        if self["url"] is not None and self["url-file"] is not None:
+            raise usage.UsageError("give --url or --url-file, not both")
+        if self["url-file"] is not None:
+            text = read_url_file(self["url-file"])
+        else:
+            text = self["url"] or os.environ.get("AMQP_URL") or DEFAULT_URL
         try:
             self["url"] = parse_amqp_url(text)
         except BadURL as e:
@@ -47,6 +109,37 @@ class _BusOptions(usage.Options):
             raise usage.UsageError(
                 f"--exchange {self['exchange']!r}: use 1 to 255 letters, digits, "
                 "'_', '-', '.' or ':'")
+        self["tls"] = self._tls()
+        _number(self, "stats-interval", 0)
+        _number(self, "status-interval", 0, strictly=True)
+        _writable_path(self, "status-file")
+
+    def _tls(self):
+        given = [k for k in ("tls-ca", "tls-cert", "tls-key") if self[k] is not None]
+        url = self["url"]
+        if not url.tls:
+            if given:
+                raise usage.UsageError(f"--{given[0]} needs an amqps:// URL")
+            return None
+        if self["tls-key"] is not None and self["tls-cert"] is None:
+            raise usage.UsageError("--tls-key needs --tls-cert")
+        try:
+            ca = load_ca(self["tls-ca"]) if self["tls-ca"] else None
+            cert = (load_client_certificate(self["tls-cert"], self["tls-key"])
+                    if self["tls-cert"] else None)
+        except TLSConfigError as e:
+            raise usage.UsageError(str(e)) from None
+        return client_tls(url.host, ca, cert)
+
+    def bus_settings(self):
+        """
+        @return: The keyword arguments every service config takes from these
+            options.
+        """
+        return dict(url=self["url"], exchange=self["exchange"], tls=self["tls"],
+                    heartbeat=DEFAULT_HEARTBEAT, stats_interval=self["stats-interval"],
+                    status_file=self["status-file"],
+                    status_interval=self["status-interval"])
 
 
 class AgentOptions(_BusOptions):
@@ -73,6 +166,8 @@ class AgentOptions(_BusOptions):
         ["tun-name", None, "tun0", "Name of the TUN interface."],
         ["netns", None, None, "Put the TUN interface in this existing network "
                               "namespace; the agent itself stays where it is."],
+        ["pcap", None, None, "Write every packet the agent moves, both ways, to this "
+                             "pcap file."],
     ]
 
     def postOptions(self):
@@ -99,6 +194,7 @@ class AgentOptions(_BusOptions):
         if self["netns"] is not None and not _NETNS.match(self["netns"]):
             raise usage.UsageError(f"--netns {self['netns']!r} is not a namespace name "
                                    "(letters, digits, '_', '-', '.')")
+        _writable_path(self, "pcap")
 
 
 class RouterOptions(_BusOptions):
@@ -116,10 +212,13 @@ class RouterOptions(_BusOptions):
         ["topology", "t", None,
          'JSON file of fixed routes: {"links": [["agent_1", "agent_2"]], '
          '"observers": ["agent_TT"]}'],
+        ["pcap-dir", None, None, "Write every packet routed to <dir>/<vhost>.pcap."],
     ]
 
     def postOptions(self):
         _BusOptions.postOptions(self)
+        if self["pcap-dir"] is not None and not os.path.isdir(self["pcap-dir"]):
+            raise usage.UsageError(f"--pcap-dir {self['pcap-dir']} is not a directory")
         if self["topology"] is not None:
             path = self["topology"]
             try:
@@ -151,9 +250,9 @@ def make_agent_service(options, reactor=None, process=None):
     if process is None:
         process = ProcessControl(reactor)
     config = AgentConfig(
-        name=options["name"], url=options["url"], addresses=options["addresses"],
-        exchange=options["exchange"], mtu=options["mtu"], tun_name=options["tun-name"],
-        netns=options["netns"], heartbeat=DEFAULT_HEARTBEAT)
+        name=options["name"], addresses=options["addresses"], mtu=options["mtu"],
+        tun_name=options["tun-name"], netns=options["netns"], pcap=options["pcap"],
+        **options.bus_settings())
     return _wrap(AgentService(reactor, config, process), process)
 
 
@@ -165,6 +264,6 @@ def make_router_service(options, reactor=None, process=None):
         from twisted.internet import reactor
     if process is None:
         process = ProcessControl(reactor)
-    config = RouterConfig(url=options["url"], exchange=options["exchange"],
-                          topology=options["topology"], heartbeat=DEFAULT_HEARTBEAT)
+    config = RouterConfig(topology=options["topology"], pcap_dir=options["pcap-dir"],
+                          **options.bus_settings())
     return _wrap(RouterService(reactor, config, process), process)

@@ -143,9 +143,11 @@ class RecordingConnector:
         self.session = None
         self.started = False
         self.stopped_with = None
+        self.state = "stopped"
 
     def start(self):
         self.started = True
+        self.state = "connecting"
 
     def connect(self, session=None):
         """
@@ -155,6 +157,7 @@ class RecordingConnector:
         """
         session = session if session is not None else RecordingSession()
         self.session = session
+        self.state = "connected"
 
         def failed(reason):
             self.session = None
@@ -166,6 +169,7 @@ class RecordingConnector:
         return defer.maybeDeferred(self.setup, session).addErrback(failed)
 
     def stop(self, farewell=(), timeout=1.0):
+        self.state = "stopped"
         self.stopped_with = list(farewell)
         if self.session is not None:
             for message in farewell:

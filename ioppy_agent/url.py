@@ -6,10 +6,11 @@ both credentials and a port are present, so the project parses URLs itself.
 """
 
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 DEFAULT_URL = "amqp://guest:guest@localhost/"
 DEFAULT_PORT = 5672
+DEFAULT_TLS_PORT = 5671
 
 
 class BadURL(ValueError):
@@ -24,6 +25,7 @@ class BrokerURL:
     Where the broker is and how to log in to it.
 
     @ivar vhost: The virtual host, already percent-decoded (C{"/"} by default).
+    @ivar tls: Whether to connect with TLS (C{amqps://}).
     """
 
     host: str
@@ -31,14 +33,16 @@ class BrokerURL:
     username: str = "guest"
     password: str = field(default="guest", repr=False)
     vhost: str = "/"
+    tls: bool = False
 
     def masked(self):
         """
         @return: The URL with the password replaced by C{****}, for logs.
         """
         host = f"[{self.host}]" if ":" in self.host else self.host
-        vhost = "%2F" if self.vhost == "/" else self.vhost
-        return f"amqp://{self.username}:****@{host}:{self.port}/{vhost}"
+        vhost = "%2F" if self.vhost == "/" else quote(self.vhost, safe="")
+        scheme = "amqps" if self.tls else "amqp"
+        return f"{scheme}://{quote(self.username, safe='')}:****@{host}:{self.port}/{vhost}"
 
     __str__ = masked
 
@@ -70,7 +74,8 @@ def _mask_raw(text):
 
 def parse_amqp_url(text):
     """
-    Parse C{amqp://user:pass@host[:port]/vhost}.
+    Parse C{amqp://user:pass@host[:port]/vhost}, or C{amqps://...} for TLS
+    (port 5671 unless given).
 
     User, password and vhost are percent-decoded.  An empty path, C{/} or
     C{/%2F} name the default vhost C{/}.
@@ -84,17 +89,12 @@ def parse_amqp_url(text):
         port = parts.port
     except ValueError as e:
         raise BadURL(f"{shown!r} is not a valid AMQP URL ({e})") from None
-    if parts.scheme == "amqps":
+    if parts.scheme not in ("amqp", "amqps"):
         raise BadURL(
-            f"{shown!r}: amqps:// (AMQP over TLS) is not supported by this "
-            "version; use amqp:// on a network you trust. It is refused rather "
-            "than silently sent in the clear."
-        )
-    if parts.scheme != "amqp":
-        raise BadURL(
-            f"{shown!r}: the scheme must be amqp://, as in "
+            f"{shown!r}: the scheme must be amqp:// or amqps:// (TLS), as in "
             "amqp://user:password@host:5672/vhost"
         )
+    tls = parts.scheme == "amqps"
     if not parts.hostname:
         raise BadURL(f"{shown!r} names no host")
     if parts.query or parts.fragment:
@@ -115,8 +115,9 @@ def parse_amqp_url(text):
         raise BadURL(f"{shown!r} has a user name but no password (user:password@)")
     return BrokerURL(
         host=parts.hostname,
-        port=port if port is not None else DEFAULT_PORT,
+        port=port if port is not None else (DEFAULT_TLS_PORT if tls else DEFAULT_PORT),
         username=username,
         password=password,
         vhost=vhost,
+        tls=tls,
     )

@@ -72,7 +72,7 @@ def main():
             code, seconds = program.terminate(timeout=5.0)
             stopped = code == 0
             results.append(stopped)
-            summary = re.findall(r"(?:agent \S+|router) stopped: (.*)", program.text())
+            summary = re.findall(r"final: (?:agent \S+|router): (.*)", program.text())
             say(f"  {'ok  ' if stopped else 'FAIL'} {label:<8} exit {code} after "
                 f"{seconds:.2f} s  {summary[-1] if summary else ''}")
         left = [ns for ns in (ns1, ns2) if "tun0" in ns.links()]

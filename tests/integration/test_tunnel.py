@@ -79,7 +79,7 @@ class TwoAgentsTests(TunnelTestCase):
         self.assertNotIn("tun0", self.ns2.links())
         self.assertEqual(self.vhost.queues(), [])
         self.assertIn("interface tun0 removed", self.agent1.text())
-        self.assertIn("agent agent_1 stopped: out", self.agent1.text())
+        self.assertIn("final: agent agent_1: out", self.agent1.text())
 
     def test_duplicate_name_refused(self):
         """

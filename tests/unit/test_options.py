@@ -108,7 +108,7 @@ class AgentOptionTests(EnvTestCase):
         """
         A bad URL is refused without showing its password.
         """
-        e = self.assertUsage("--name", "agent_1", "--url", "amqps://u:hunter2@h/",
+        e = self.assertUsage("--name", "agent_1", "--url", "ftp://u:hunter2@h/",
                              says="--url")
         self.assertNotIn("hunter2", str(e))
 

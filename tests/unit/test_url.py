@@ -54,14 +54,14 @@ class ParseTests(SynchronousTestCase):
         url = parse_amqp_url("amqp://u:p@[::1]:5672/")
         self.assertEqual((url.host, url.port), ("::1", 5672))
 
-    def test_amqps_refused(self):
+    def test_amqps(self):
         """
-        C{amqps://} is refused with a message saying so, never silently sent
-        over plain TCP.
+        C{amqps://} asks for TLS, on port 5671 unless another is given.
         """
-        e = self.assertRaises(BadURL, parse_amqp_url, "amqps://u:p@h/")
-        self.assertIn("TLS", str(e))
-        self.assertIn("not supported", str(e))
+        self.assertEqual(parse_amqp_url("amqps://u:p@h/v"),
+                         BrokerURL("h", 5671, "u", "p", "v", tls=True))
+        self.assertEqual(parse_amqp_url("amqps://u:p@h:443/v").port, 443)
+        self.assertFalse(parse_amqp_url("amqp://u:p@h/v").tls)
 
     def test_bad_scheme(self):
         """
@@ -106,7 +106,7 @@ class ParseTests(SynchronousTestCase):
         """
         No error message holds the password, whatever is wrong with the URL.
         """
-        for text in ("amqps://alice:hunter2@h/", "amqp://alice:hunter2@h:xx/",
+        for text in ("amqps://alice:hunter2@h:port/", "amqp://alice:hunter2@h:xx/",
                      "amqp://alice:hunter2@h/a/b", "amqp://alice:hunter2@/v",
                      "amqp://alice:hunter2@h/?x=1", "ftp://alice:hunter2@h/"):
             e = self.assertRaises(BadURL, parse_amqp_url, text)
@@ -132,6 +132,12 @@ class MaskTests(SynchronousTestCase):
         The repr (used in tracebacks) leaves the password out.
         """
         self.assertNotIn("hunter2", repr(parse_amqp_url("amqp://alice:hunter2@h/")))
+
+    def test_masked_tls(self):
+        """
+        A TLS URL prints as C{amqps://}.
+        """
+        self.assertEqual(parse_amqp_url("amqps://u:p@h/v").masked(), "amqps://u:****@h:5671/v")
 
     def test_masked_default_vhost_and_ipv6(self):
         """
