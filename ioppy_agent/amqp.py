@@ -428,7 +428,7 @@ def open_session(client, url, exchange):
             raise FatalBusError(f"exchange {exchange!r} does not exist on vhost "
                                 f"{url.vhost!r}: {text}", exit_code=EXIT_REFUSED) from None
         cause = cause_of(e)
-        if isinstance(cause, Failure) and cause.check(TLSError):
+        if isinstance(cause, Failure) and cause.check(*TLSError):
             raise FatalBusError(f"TLS connection to {url.host}:{url.port} refused: "
                                 f"{tls_reason(cause.value)}", exit_code=EXIT_TLS) from None
         if code is None and client.login_sent and not client.tuned:

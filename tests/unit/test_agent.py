@@ -349,3 +349,59 @@ class StopTests(AgentTestCase):
         self.agent._interface._open_tun = lambda name: (_ for _ in ()).throw(TunError("x"))
         self.agent.startService()
         self.successResultOf(self.agent.stopService())
+
+
+class OperatingTests(AgentTestCase):
+    """
+    Capture, status and running without privileges.
+    """
+
+    def test_pcap_both_directions(self):
+        """
+        With C{--pcap}, every packet moved either way is captured.
+        """
+        from .test_pcap import read_pcap
+        path = self.mktemp()
+        self.config = self.config.__class__(**dict(self.config.__dict__, pcap=path))
+        self.agent = AgentService(
+            self.reactor, self.config, self.process,
+            interface=Interface(self.config, open_tun=self._open_tun, links=self.links),
+            make_connector=RecordingConnector)
+        self.connector = self.agent.connector
+        device, session = self.connect()
+        device.inbound.append(b"\x45out")
+        self.agent.port.doRead()
+        session.deliver(QUEUE, "toAgent.agent_1.ip.tun.packet.raw",
+                        wire.encode_packet(b"\x45in", 1.0))
+        self.successResultOf(self.agent.stopService())
+        self.assertEqual([p for _, _, p in read_pcap(path)[1]], [b"\x45out", b"\x45in"])
+
+    def test_describe(self):
+        """
+        The summary line and status carry counters, addresses and the broker
+        state, without the password.
+        """
+        device, session = self.connect()
+        line, status = self.agent._describe()
+        self.assertIn("agent agent_1: out 0 packets", line)
+        self.assertIn("broker connected", line)
+        self.assertEqual(status["addresses"], ["10.2.0.1/24", "bbbb::1/64", "fe80::1/64"])
+        self.assertEqual(status["broker"], "amqp://u:****@h:5672/v")
+        self.assertEqual(status["state"], "connected")
+
+    def test_tun_start_without_root(self):
+        """
+        After twistd dropped privileges, tun.start cannot re-address the
+        interface: it is refused with an error saying why, and nothing else
+        changes.
+        """
+        device, session = self.connect()
+        self.agent._geteuid = lambda: 65534
+        configured = len(self.links.configured)
+        with capturedLogs() as events:
+            session.deliver(QUEUE, "toAgent.agent_1.ip.tun.start",
+                            fixture("toAgent.agent_1.ip.tun.start")["body"].encode())
+        self.assertEqual(len(self.links.configured), configured)
+        self.assertEqual(session.published, [])
+        self.assertIn("needs root", events[0]["log_format"])
+        self.assertEqual(events[0]["uid"], 65534)

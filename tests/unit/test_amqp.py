@@ -15,8 +15,8 @@ from txamqp.client import ChannelClosed
 from txamqp.connection import Body, Frame, Header, Method
 from txamqp.testing import AMQPump
 
-from ioppy_agent.amqp import (BrokerEndpoint, BusConnector, BusProtocol, BusSession, FatalBusError, load_spec,
-                              open_session, reply_of)
+from ioppy_agent.amqp import (BrokerEndpoint, BusConnector, BusProtocol, BusSession,
+                              FatalBusError, describe, load_spec, open_session, reply_of)
 from ioppy_agent.url import parse_amqp_url
 from ioppy_agent.wire import as_bytes
 
@@ -168,6 +168,66 @@ class LoginTests(ProtocolTestCase):
             self.assertIn("'alice'", str(error))
             self.assertIn("'interop'", str(error))
             self.assertNotIn("hunter2", str(error))
+
+    def test_dropped_after_login_is_bad_credentials(self):
+        """
+        RabbitMQ answers bad credentials by closing the connection after
+        start-ok, before tune: that is a L{FatalBusError} (exit status 3)
+        naming user and vhost.
+        """
+        d = open_session(self.client, URL, "amq.topic")
+        self.pump.channel(0).connection_start(version_major=0, version_minor=9,
+                                              server_properties={}, mechanisms="PLAIN",
+                                              locales="en_US")
+        self.pump.loseConnection()
+        error = self.failureResultOf(d, FatalBusError).value
+        self.assertEqual(error.exit_code, 3)
+        self.assertIn("wrong user name or password", str(error))
+        self.assertIn("'alice'", str(error))
+        self.assertNotIn("hunter2", str(error))
+
+    def test_dropped_before_login_is_not_fatal(self):
+        """
+        A connection lost before the credentials went out is an ordinary
+        failure, retried.
+        """
+        d = open_session(self.client, URL, "amq.topic")
+        self.pump.loseConnection()
+        self.assertFalse(self.failureResultOf(d).check(FatalBusError))
+
+    def test_tls_failure_is_fatal(self):
+        """
+        A connection lost because the broker's certificate did not verify is a
+        L{FatalBusError} with exit status 4 and the reason.
+        """
+        from OpenSSL.SSL import Error
+        from twisted.python.failure import Failure
+        d = open_session(self.client, URL, "amq.topic")
+        self.pump.connected = False
+        self.client.connectionLost(Failure(Error([("SSL routines", "",
+                                                   "certificate verify failed")])))
+        error = self.failureResultOf(d, FatalBusError).value
+        self.assertEqual(error.exit_code, 4)
+        self.assertIn("certificate verify failed", str(error))
+
+    def test_describe(self):
+        """
+        Failures are described in one readable line, not as a Failure repr.
+        """
+        from twisted.internet.error import ConnectionLost, ConnectionRefusedError
+        from twisted.python.failure import Failure
+        from txamqp.client import Closed
+        self.assertEqual(describe(Failure(Closed(Failure(ConnectionLost("gone"))))),
+                         "Connection to the other side was lost in a non-clean fashion: "
+                         "gone.")
+        self.assertIn("refused", describe(Failure(ConnectionRefusedError())))
+        self.setUp()
+        d = open_session(self.client, URL, "amq.topic")
+        zero = broker_login(self.pump)
+        zero.connection_close(reply_code=320, reply_text="CONNECTION_FORCED",
+                              class_id=0, method_id=0)
+        self.assertEqual(describe(self.failureResultOf(d)),
+                         "the broker closed the connection: 320 CONNECTION_FORCED")
 
     def test_missing_exchange_is_fatal(self):
         """

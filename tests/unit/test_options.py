@@ -211,3 +211,124 @@ class MakeServiceTests(EnvTestCase):
         options.parseOptions([])
         top = make_router_service(options, reactor=MemoryReactorClock())
         self.assertIsInstance(list(IServiceCollection(top))[1], RouterService)
+
+
+class OperatingOptionTests(EnvTestCase):
+    """
+    Options for running the programs as daemons: credentials, TLS, stats,
+    status and capture.
+    """
+
+    def write(self, text):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_url_file(self):
+        """
+        C{--url-file} reads the first line that is not empty or a comment.
+        """
+        path = self.write("# broker\n\n  amqp://u:s3cret@filehost/v  \nignored\n")
+        self.assertEqual(agent("--name", "agent_1", "--url-file", path)["url"],
+                         BrokerURL("filehost", 5672, "u", "s3cret", "v"))
+
+    def test_url_file_beats_environment(self):
+        """
+        C{--url-file} wins over C{AMQP_URL}.
+        """
+        os.environ["AMQP_URL"] = "amqp://e:f@envhost/"
+        path = self.write("amqp://u:p@filehost/\n")
+        self.assertEqual(agent("--name", "agent_1", "--url-file", path)["url"].host,
+                         "filehost")
+
+    def test_url_file_errors(self):
+        """
+        A missing or empty URL file, or both --url and --url-file, are refused.
+        """
+        for args, says in ((["--url-file", self.mktemp()], "--url-file"),
+                           (["--url-file", self.write("# nothing\n")], "holds no URL"),
+                           (["--url", "amqp://h/", "--url-file", self.write("amqp://h/")],
+                            "not both")):
+            e = self.assertRaises(usage.UsageError, agent, "--name", "agent_1", *args)
+            self.assertIn(says, str(e))
+
+    def test_url_file_password_not_shown(self):
+        """
+        A bad URL read from a file is refused without its password.
+        """
+        path = self.write("amqp://u:hunter2@h:port/\n")
+        e = self.assertRaises(usage.UsageError, agent, "--name", "agent_1", "--url-file", path)
+        self.assertNotIn("hunter2", str(e))
+
+    def test_tls_needs_amqps(self):
+        """
+        TLS options with a plain amqp:// URL are refused.
+        """
+        e = self.assertRaises(usage.UsageError, agent, "--name", "agent_1",
+                              "--tls-ca", "/etc/hosts")
+        self.assertIn("needs an amqps:// URL", str(e))
+
+    def test_tls_defaults_to_system_cas(self):
+        """
+        An amqps:// URL without --tls-ca gets TLS options that verify against
+        the system's CAs.
+        """
+        o = agent("--name", "agent_1", "--url", "amqps://u:p@broker.example/")
+        self.assertIsNotNone(o["tls"])
+        self.assertEqual(o["url"].port, 5671)
+
+    def test_tls_bad_files(self):
+        """
+        Missing or non-PEM CA and certificate files are refused, naming them.
+        """
+        junk = self.write("not a certificate\n")
+        for args in (["--tls-ca", junk], ["--tls-ca", junk + ".missing"],
+                     ["--tls-cert", junk], ["--tls-key", junk]):
+            e = self.assertRaises(usage.UsageError, agent, "--name", "agent_1", "--url",
+                                  "amqps://u:p@h/", *args)
+            self.assertTrue(junk in str(e) or "--tls-cert" in str(e), str(e))
+
+    def test_intervals(self):
+        """
+        The intervals are numbers of seconds; 0 turns the summary off, and the
+        status interval must be positive.
+        """
+        o = agent("--name", "agent_1", "--stats-interval", "0", "--status-interval", "2.5")
+        self.assertEqual((o["stats-interval"], o["status-interval"]), (0.0, 2.5))
+        for args in (["--stats-interval", "-1"], ["--stats-interval", "x"],
+                     ["--stats-interval", "inf"], ["--status-interval", "0"]):
+            self.assertRaises(usage.UsageError, agent, "--name", "agent_1", *args)
+
+    def test_paths(self):
+        """
+        --status-file and --pcap need an existing directory; --pcap-dir must
+        be one.
+        """
+        missing = os.path.join(self.mktemp(), "x")
+        for option in ("--status-file", "--pcap"):
+            e = self.assertRaises(usage.UsageError, agent, "--name", "agent_1", option,
+                                  missing)
+            self.assertIn("does not exist", str(e))
+        e = self.assertRaises(usage.UsageError, RouterOptions().parseOptions,
+                              ["--pcap-dir", missing])
+        self.assertIn("not a directory", str(e))
+
+    def test_settings_reach_configs(self):
+        """
+        The options end up in the services' configurations.
+        """
+        directory = os.path.dirname(os.path.abspath(self.mktemp()))
+        top = make_agent_service(agent("--name", "agent_1", "--pcap",
+                                       os.path.join(directory, "a.pcap"),
+                                       "--status-file", os.path.join(directory, "s.json"),
+                                       "--stats-interval", "7"),
+                                 reactor=MemoryReactorClock())
+        config = list(IServiceCollection(top))[1].config
+        self.assertEqual((config.stats_interval, config.pcap[-6:], config.status_file[-6:]),
+                         (7.0, "a.pcap", "s.json"))
+        options = RouterOptions()
+        options.parseOptions(["--url", "amqp://u:p@h/my%2Fvhost", "--pcap-dir", directory])
+        top = make_router_service(options, reactor=MemoryReactorClock())
+        config = list(IServiceCollection(top))[1].config
+        self.assertEqual(config.pcap_path, os.path.join(directory, "my%2Fvhost.pcap"))

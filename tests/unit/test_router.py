@@ -3,6 +3,7 @@ Tests for L{ioppy_agent.router}.
 """
 
 import json
+import os
 
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
@@ -225,3 +226,35 @@ class RouterServiceTests(SynchronousTestCase):
         self.service.connector.connect(self.session)
         self.successResultOf(self.service.stopService())
         self.assertTrue(self.session.closed)
+
+    def test_pcap(self):
+        """
+        With C{--pcap-dir}, each routed packet is captured once.
+        """
+        from .test_pcap import read_pcap
+        directory = self.mktemp()
+        os.mkdir(directory)
+        service = RouterService(
+            Clock(), RouterConfig(url=parse_amqp_url("amqp://u:p@h/v"), pcap_dir=directory),
+            self.process, make_connector=RecordingConnector)
+        service.privilegedStartService()
+        service.startService()
+        service.connector.connect(self.session)
+        for name in ("agent_2", "agent_3"):
+            self.session.deliver(ROUTER_QUEUE, *ready(name))
+        self.session.deliver(ROUTER_QUEUE, wire.packet_from("agent_1"), BODY)
+        self.successResultOf(service.stopService())
+        _, records = read_pcap(os.path.join(directory, "v.pcap"))
+        self.assertEqual([p for _, _, p in records], [wire.decode_packet(BODY)])
+
+    def test_pcap_dir_unwritable(self):
+        """
+        A capture file that cannot be created stops the router with status 1.
+        """
+        service = RouterService(
+            Clock(), RouterConfig(url=parse_amqp_url("amqp://u:p@h/v"),
+                                  pcap_dir=os.path.join(self.mktemp(), "gone")),
+            self.process, make_connector=RecordingConnector)
+        service.startService()
+        self.assertEqual(self.process.failures[0][0], 1)
+        self.assertFalse(service.connector.started)

@@ -2,11 +2,14 @@
 Tests for L{ioppy_agent.stats}.
 """
 
+import json
+import os
+
 from twisted.internet.task import Clock
 from twisted.logger import Logger, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from ioppy_agent.stats import Counters, WarnLimiter
+from ioppy_agent.stats import Counters, Reporter, WarnLimiter, status_of, summary_line
 
 
 class WarnLimiterTests(SynchronousTestCase):
@@ -46,3 +49,99 @@ class CountersTests(SynchronousTestCase):
         c.dropped("bad message")
         self.assertEqual((c.packets["in"], c.bytes["in"], c.drops["bad message"]),
                          (2, 120, 1))
+
+
+class ReporterTests(SynchronousTestCase):
+    """
+    L{Reporter} logs summaries and keeps a status file.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(1000.0)
+        self.calls = 0
+        self.path = self.mktemp()
+
+    def describe(self):
+        self.calls += 1
+        return f"line {self.calls}", {"n": self.calls}
+
+    def test_summary_every_interval(self):
+        """
+        A summary line is logged every C{interval} seconds, and a final one
+        on stop.
+        """
+        reporter = Reporter(self.clock, self.describe, interval=60.0)
+        with capturedLogs() as events:
+            reporter.start()
+            self.clock.advance(59)
+            self.assertEqual(events, [])
+            self.clock.advance(1)
+            self.clock.advance(60)
+            reporter.stop()
+        self.assertEqual([formatEvent(e) for e in events],
+                         ["line 1", "line 2", "final: line 3"])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_no_summary(self):
+        """
+        Interval 0 logs no periodic line.
+        """
+        reporter = Reporter(self.clock, self.describe, interval=0)
+        with capturedLogs() as events:
+            reporter.start()
+            self.clock.advance(3600)
+        self.assertEqual(events, [])
+
+    def test_status_file(self):
+        """
+        The status file is written at start, every status interval, and at
+        stop, as JSON with the time of the update.
+        """
+        reporter = Reporter(self.clock, self.describe, interval=0,
+                            status_file=self.path, status_interval=5.0)
+        reporter.start()
+        with open(self.path) as f:
+            self.assertEqual(json.load(f), {"n": 1, "updated": 1000.0})
+        self.clock.advance(5)
+        with open(self.path) as f:
+            self.assertEqual(json.load(f)["n"], 2)
+        with capturedLogs():
+            reporter.stop()
+        with open(self.path) as f:
+            self.assertEqual(json.load(f), {"n": 4, "updated": 1005.0})
+        self.assertEqual(os.listdir(os.path.dirname(os.path.abspath(self.path))),
+                         [os.path.basename(self.path)])
+
+    def test_status_file_error_logged_once(self):
+        """
+        A status file that cannot be written is logged once, not every time.
+        """
+        reporter = Reporter(self.clock, self.describe, interval=0,
+                            status_file=os.path.join(self.mktemp(), "missing", "s.json"))
+        with capturedLogs() as events:
+            reporter.start()
+            self.clock.advance(20)
+        self.assertEqual(len(events), 1)
+        self.assertIn("cannot write the status file", events[0]["log_format"])
+        reporter.stop()
+
+
+class SummaryTests(SynchronousTestCase):
+    """
+    The summary line and status dict.
+    """
+
+    def test_line(self):
+        """
+        Both directions and the drops by reason are in the line.
+        """
+        c = Counters()
+        c.moved("out", 100)
+        c.dropped("bad message")
+        c.dropped("bad message")
+        self.assertEqual(summary_line(c), "out 1 packets/100 bytes, in 0 packets/0 bytes, "
+                                          "dropped 2 (bad message: 2)")
+        self.assertEqual(status_of(c), {"packets": {"in": 0, "out": 1},
+                                        "bytes": {"in": 0, "out": 100},
+                                        "drops": {"bad message": 2}})
