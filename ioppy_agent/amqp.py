@@ -297,17 +297,41 @@ class BusSession:
                 self.client.transport.loseConnection()
 
 
-def resolver_for(reactor):
+class HostsThenDNS:
     """
-    @return: A twisted.names resolver that reads C{/etc/hosts} first, then
-        asks the servers in C{/etc/resolv.conf}.  Unlike the reactor's default
-        resolver (C{getaddrinfo} in a thread pool), it uses no threads.
+    A twisted.names resolver that reads C{/etc/hosts} first and asks the
+    servers of C{/etc/resolv.conf} only for names not there (the DNS client
+    is made on first use).  Unlike the reactor's default resolver
+    (C{getaddrinfo} in a thread pool), it uses no threads.
     """
-    return ResolverChain([
-        hosts.Resolver(file=b"/etc/hosts"),
-        cache.CacheResolver(reactor=reactor),
-        client.Resolver(resolv="/etc/resolv.conf", reactor=reactor),
-    ])
+
+    def __init__(self, reactor, hosts_file=b"/etc/hosts", resolv="/etc/resolv.conf"):
+        self._reactor = reactor
+        self._hosts = hosts.Resolver(file=hosts_file)
+        self._resolv = resolv
+        self._dns = None
+
+    def _chain(self):
+        if self._dns is None:
+            self._dns = ResolverChain([
+                cache.CacheResolver(reactor=self._reactor),
+                client.Resolver(resolv=self._resolv, reactor=self._reactor)])
+        return self._dns
+
+    def _lookup(self, method, name, timeout):
+        d = getattr(self._hosts, method)(name, timeout)
+
+        def not_in_hosts(reason):
+            reason.trap(DomainError, DNSLookupError)
+            return getattr(self._chain(), method)(name, timeout)
+
+        return d.addErrback(not_in_hosts)
+
+    def lookupAddress(self, name, timeout=None):
+        return self._lookup("lookupAddress", name, timeout)
+
+    def lookupIPV6Address(self, name, timeout=None):
+        return self._lookup("lookupIPV6Address", name, timeout)
 
 
 @defer.inlineCallbacks
@@ -354,7 +378,7 @@ class BrokerEndpoint:
         address = self._host
         if not (isIPAddress(address) or isIPv6Address(address)):
             if self._resolver is None:
-                self._resolver = resolver_for(self._reactor)
+                self._resolver = HostsThenDNS(self._reactor)
             address = yield resolve(self._resolver, address)
         kind = TCP4ClientEndpoint if isIPAddress(address) else TCP6ClientEndpoint
         endpoint = kind(self._reactor, address, self._port, timeout=self._timeout)

@@ -80,6 +80,23 @@ def move_to_netns(ifname, netns, new_name):
         ns.close()
 
 
+def _check_unused(ipr, index, addresses, netns):
+    """
+    @raise NetlinkFailure: if another interface in the namespace already has
+        one of C{addresses} (link-local ones may repeat across interfaces).
+    """
+    mine = {str(a.ip) for a in addresses if not a.ip.is_link_local}
+    for existing in ipr.get_addr():
+        address = existing.get_attr("IFA_ADDRESS")
+        if existing["index"] != index and address in mine:
+            links = ipr.get_links(existing["index"])
+            other = links[0].get_attr("IFLA_IFNAME") if links else f"#{existing['index']}"
+            where = f" in network namespace {netns!r}" if netns else " on this host"
+            option = "--ipv4" if ":" not in address else "--ipv6-prefix/--ipv6-host"
+            raise NetlinkFailure(f"address {address} is already in use on {other}{where}; "
+                                 f"choose another with {option}")
+
+
 def configure(ifname, addresses, mtu, netns=None):
     """
     Give interface C{ifname} exactly C{addresses} (replacing any it has),
@@ -89,11 +106,13 @@ def configure(ifname, addresses, mtu, netns=None):
         L{ipaddress.IPv6Interface} objects.
     @param netns: The network namespace the interface is in, or C{None} for
         this process's own.
-    @raise NetlinkFailure: if the kernel refuses; the message says what.
+    @raise NetlinkFailure: if the kernel refuses, or another interface has
+        one of the addresses; the message says what.
     """
     ipr = _open(netns)
     try:
         index = _index(ipr, ifname, netns)
+        _check_unused(ipr, index, addresses, netns)
         ipr.link("set", index=index, mtu=mtu)
         wanted = {(str(a.ip), a.network.prefixlen) for a in addresses}
         for existing in ipr.get_addr(index=index):

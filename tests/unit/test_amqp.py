@@ -15,8 +15,9 @@ from txamqp.client import ChannelClosed
 from txamqp.connection import Body, Frame, Header, Method
 from txamqp.testing import AMQPump
 
-from ioppy_agent.amqp import (BrokerEndpoint, BusConnector, BusProtocol, BusSession,
-                              FatalBusError, describe, load_spec, open_session, reply_of)
+from ioppy_agent.amqp import (BrokerEndpoint, BusConnector, BusProtocol, BusSession, HostsThenDNS,
+                              FatalBusError, describe, load_spec, open_session, reply_of,
+                              resolve)
 from ioppy_agent.url import parse_amqp_url
 from ioppy_agent.wire import as_bytes
 
@@ -622,3 +623,34 @@ class EndpointTests(SynchronousTestCase):
         resolver = FakeResolver()
         BrokerEndpoint(reactor, "::1", 5672, resolver=resolver).connect(Factory())
         self.assertEqual((reactor.tcpClients[0][:2], resolver.asked), (("::1", 5672), []))
+
+
+class HostsThenDNSTests(SynchronousTestCase):
+    """
+    L{HostsThenDNS} answers from the hosts file, and asks DNS only for other
+    names.
+    """
+
+    def setUp(self):
+        self.hosts = self.mktemp()
+        with open(self.hosts, "w") as f:
+            f.write("127.0.0.1 localhost\n::1 localhost ip6-localhost\n")
+        self.resolver = HostsThenDNS(Clock(), hosts_file=self.hosts.encode())
+
+    def test_from_hosts_file(self):
+        """
+        A name in the hosts file is answered without making a DNS client.
+        """
+        self.assertEqual(self.successResultOf(resolve(self.resolver, "localhost")),
+                         "127.0.0.1")
+        self.assertIsNone(self.resolver._dns)
+
+    def test_other_names_ask_dns(self):
+        """
+        A name not in the hosts file goes to DNS.
+        """
+        dns_server = FakeResolver(a={"broker.example": "192.0.2.9"})
+        self.resolver._chain = lambda: dns_server
+        self.assertEqual(self.successResultOf(resolve(self.resolver, "broker.example")),
+                         "192.0.2.9")
+        self.assertEqual(dns_server.asked, [(dns.A, "broker.example")])
