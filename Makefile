@@ -7,18 +7,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 SOURCES := $(shell find ioppy_agent twisted -name '*.py' -o -name '*.xml') setup.cfg setup.py
 
-.PHONY: demo test unit integration setup system broker tun install clean
+.PHONY: demo test unit integration setup system test-tools broker tun install clean
 
 demo: setup
 	$(BIN)/python scripts/demo.py
 
-test: setup
+test: setup test-tools
 	$(BIN)/python -m twisted.trial --temp-directory=_trial_temp tests
 
 unit: install
 	$(BIN)/python -m twisted.trial --temp-directory=_trial_temp tests.unit
 
-integration: setup
+integration: setup test-tools
 	$(BIN)/python -m twisted.trial --temp-directory=_trial_temp tests.integration
 
 setup: system broker tun install
@@ -35,6 +35,13 @@ system:
 		DEBIAN_FRONTEND=noninteractive apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+
+# What only the tests use: tshark reads the pcap files the programs write.
+test-tools:
+	@command -v tshark >/dev/null 2>&1 || { \
+		echo "installing: tshark"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends tshark; }
 
 # The broker: started when it is not running, then waited for (bounded).
 broker: system

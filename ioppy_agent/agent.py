@@ -147,6 +147,7 @@ class AgentService(service.Service):
         self._open()
 
     def _open(self):
+        self.connector.prepare()
         try:
             if self.config.pcap and self.pcap is None:
                 self.pcap = PcapWriter(self.config.pcap, self._reactor)

@@ -139,9 +139,6 @@ class BusProtocol(AMQClient):
                            clock=clock)
         self.client_properties = client_properties
         self.consumers = {}
-        # ClientService hands prepareConnection a proxy; this attribute,
-        # read through it, gives back the protocol itself.
-        self.bus_protocol = self
 
     def deliver(self, msg):
         """
@@ -522,6 +519,14 @@ class BusConnector:
         self._retry = None
         self._client = None
         self._stopping = False
+
+    def prepare(self):
+        """
+        Load what connecting needs from disk (the AMQP spec file), while the
+        process still has the privileges it started with: after twistd's
+        C{--uid} the package's directory may be unreadable.
+        """
+        load_spec()
 
     def start(self):
         """

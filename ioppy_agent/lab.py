@@ -130,28 +130,39 @@ class VHost:
 
 class Program:
     """
-    One C{twistd -n} process started by the lab.
+    One process started by the lab: by default C{twistd -n} with a plugin,
+    logging to standard output; everything it prints goes to one log file.
 
     @ivar shown: The command as a user would type it (without the lab's
         log and pidfile flags).
     """
 
-    def __init__(self, cleanup, plugin, *args, netns=None, env=None, log_dir="."):
+    def __init__(self, cleanup, plugin, *args, netns=None, env=None, log_dir=".",
+                 twistd_args=(), prefix=(), argv=None):
+        """
+        @param twistd_args: twistd's own options (before the plugin name).
+        @param prefix: A command that runs the program (C{setpriv ...}).
+        @param argv: Run this command instead of twistd.
+        """
         self.log = os.path.abspath(os.path.join(log_dir, unique("log") + ".log"))
-        self.shown = " ".join(["twistd", "-n", plugin, *args])
-        command = [TWISTD, "-n", "--pidfile=", f"--logfile={self.log}", plugin, *args]
+        if argv is None:
+            self.shown = " ".join(["twistd", "-n", *twistd_args, plugin, *args])
+            argv = [TWISTD, "-n", "--pidfile=", "--logfile=-", *twistd_args, plugin, *args]
+        else:
+            self.shown = " ".join(argv)
         if netns is not None:
-            command = ["ip", "netns", "exec", netns, *command]
+            argv = ["ip", "netns", "exec", netns, *argv]
             self.shown = f"ip netns exec {netns} {self.shown}"
-        self.command = command
+        self.command = [*prefix, *argv]
+        self._out = open(self.log, "wb")
         self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            self.command, stdout=self._out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, env=dict(os.environ, **(env or {})))
         cleanup(self.kill)
 
     def text(self):
         """
-        @return: The log so far.
+        @return: What the program printed so far.
         """
         try:
             with open(self.log, encoding="utf-8", errors="replace") as f:
@@ -173,12 +184,7 @@ class Program:
                 break
             time.sleep(0.1)
         raise AssertionError(f"{pattern!r} did not appear (exit {self.process.poll()}):\n"
-                             f"{self.text()}{self.output()}")
-
-    def output(self):
-        if self.process.poll() is None or self.process.stdout is None:
-            return ""
-        return self.process.stdout.read().decode("utf-8", "replace")
+                             f"{self.text()}")
 
     def wait(self, timeout):
         """
@@ -201,8 +207,7 @@ class Program:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        self._out.close()
 
 
 class Uplink:
@@ -235,3 +240,146 @@ class Uplink:
             if time.monotonic() > deadline or self.forwarder.process.poll() is not None:
                 raise AssertionError("the forwarder did not start:\n" + self.forwarder.text())
             time.sleep(0.1)
+
+
+class Daemon:
+    """
+    A program started in twistd's daemon mode (no C{-n}): twistd forks,
+    writes the pidfile and returns.
+
+    @ivar status: twistd's own exit status (0 once the daemon started).
+    @ivar pid: The daemon's PID, from its pidfile, or C{None}.
+    """
+
+    def __init__(self, cleanup, plugin, *args, directory, twistd_args=()):
+        self.pidfile = os.path.join(directory, unique("pid") + ".pid")
+        self.log = os.path.join(directory, unique("log") + ".log")
+        result = run(TWISTD, f"--pidfile={self.pidfile}", f"--logfile={self.log}",
+                     *twistd_args, plugin, *args, check=False, timeout=60)
+        self.status = result.returncode
+        self.output = result.stdout + result.stderr
+        self.pid = None
+        if self.status == 0:
+            with open(self.pidfile, encoding="ascii") as f:
+                self.pid = int(f.read().strip())
+        cleanup(self.kill)
+
+    text = Program.text
+
+    def alive(self):
+        return self.pid is not None and os.path.exists(f"/proc/{self.pid}")
+
+    def wait_gone(self, timeout):
+        """
+        @return: Whether the daemon ended within C{timeout} seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while self.alive():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def kill(self):
+        if self.alive():
+            os.kill(self.pid, signal.SIGKILL)
+            self.wait_gone(10)
+
+
+def wait_for_log(source, pattern, timeout=20.0):
+    """
+    Wait until C{pattern} appears in C{source.text()}.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if re.search(pattern, source.text()):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{pattern!r} did not appear:\n{source.text()}")
+
+
+def publish(url, routing_key, body, exchange="amq.topic"):
+    """
+    Publish one message, from a separate process (C{python -m
+    ioppy_agent.lab publish ...}), and wait for it to be sent.
+    """
+    run(sys.executable, "-m", "ioppy_agent.lab", "publish", url, routing_key, body,
+        exchange, timeout=30)
+
+
+def _publish_main(reactor, url, routing_key, body, exchange):
+    from twisted.internet import defer
+
+    from .amqp import BrokerEndpoint, BusFactory, open_session
+    from .url import parse_amqp_url
+
+    @defer.inlineCallbacks
+    def go():
+        broker = parse_amqp_url(url)
+        factory = BusFactory(broker.vhost, 0, reactor, {"connection_name": "ioppy-lab"})
+        client = yield BrokerEndpoint(reactor, broker.host, broker.port).connect(factory)
+        session = yield open_session(client, broker, exchange)
+        session.publish(routing_key, body.encode("utf-8"), "application/json")
+        yield session.close()
+
+    return go()
+
+
+def _tls_proxy_main(reactor, port, cert, key, client_ca=None):
+    """
+    Terminate TLS on 127.0.0.1:C{port} and forward to the broker on
+    127.0.0.1:5672; with C{client_ca}, demand a client certificate signed by
+    it.
+    """
+    from twisted.internet import defer, endpoints, ssl
+    from twisted.protocols.portforward import ProxyFactory
+
+    with open(cert, "rb") as c, open(key, "rb") as k:
+        certificate = ssl.PrivateCertificate.loadPEM(c.read() + k.read())
+    kwargs = {}
+    if client_ca:
+        with open(client_ca, "rb") as f:
+            kwargs = dict(verify=True, requireCertificate=True,
+                          caCerts=[ssl.Certificate.loadPEM(f.read()).original])
+    options = ssl.CertificateOptions(privateKey=certificate.privateKey.original,
+                                     certificate=certificate.original, **kwargs)
+    endpoint = endpoints.SSL4ServerEndpoint(reactor, int(port), options,
+                                            interface="127.0.0.1")
+    d = endpoint.listen(ProxyFactory("127.0.0.1", 5672))
+    d.addCallback(lambda _: print("listening", flush=True))
+    return d.addCallback(lambda _: defer.Deferred())
+
+
+def free_port():
+    """
+    @return: A TCP port on 127.0.0.1 that nothing listens on right now.
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def uid_of(pid):
+    """
+    @return: The effective uid of process C{pid}.
+    """
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                return int(line.split()[2])
+    raise AssertionError(f"no Uid line for {pid}")
+
+
+def command_line(pid):
+    """
+    @return: Process C{pid}'s command line, as one string.
+    """
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+
+
+if __name__ == "__main__":
+    from twisted.internet.task import react
+
+    command, *arguments = sys.argv[1:]
+    react({"publish": _publish_main, "tls-proxy": _tls_proxy_main}[command], arguments)

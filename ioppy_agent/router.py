@@ -260,6 +260,7 @@ class RouterService(service.Service):
         self._open()
 
     def _open(self):
+        self.connector.prepare()
         if self.config.pcap_dir and self.pcap is None and self._open_error is None:
             try:
                 self.pcap = PcapWriter(self.config.pcap_path, self._reactor)

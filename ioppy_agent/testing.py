@@ -144,6 +144,10 @@ class RecordingConnector:
         self.started = False
         self.stopped_with = None
         self.state = "stopped"
+        self.prepared = False
+
+    def prepare(self):
+        self.prepared = True
 
     def start(self):
         self.started = True

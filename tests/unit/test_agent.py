@@ -104,6 +104,15 @@ class StartTests(AgentTestCase):
         self.assertEqual([str(a) for a in addresses],
                          ["10.2.0.1/24", "bbbb::1/64", "fe80::1/64"])
 
+    def test_prepared_while_privileged(self):
+        """
+        The bus side loads what it needs from disk in
+        C{privilegedStartService}, before twistd drops privileges.
+        """
+        self.agent.privilegedStartService()
+        self.assertTrue(self.connector.prepared)
+        self.assertFalse(self.connector.started)
+
     def test_start_opens_if_not_privileged(self):
         """
         Without C{privilegedStartService}, C{startService} opens the TUN,
