@@ -383,6 +383,25 @@ class SessionTests(ProtocolTestCase):
         self.assertTrue([e for e in events if e["log_level"] == LogLevel.critical])
         self.flushLoggedErrors(ValueError)
 
+    def test_tracebacks_hide_password(self):
+        """
+        A traceback logged from the session (here: a failing consumer) holds
+        no password, even with the values of its frames' locals.
+        """
+        def handler(key, body, content_type):
+            raise ValueError("boom")
+
+        self.session.consume("q", handler)
+        self.pump.channel(1).basic_consume_ok(consumer_tag="ioppy-1")
+        with capturedLogs() as events:
+            self._deliver_bytes(b"x")
+        failure = [e["log_failure"] for e in events if "log_failure" in e][0]
+        self.assertIn("ValueError", failure.getTraceback())
+        for text in (failure.getTraceback(), failure.getTraceback(detail="verbose"),
+                     repr(self.session.client.vhost), repr(URL)):
+            self.assertNotIn("hunter2", text)
+        self.flushLoggedErrors(ValueError)
+
     def test_orderly_close(self):
         """
         Close cancels the consumer, publishes the farewell, closes the channel
