@@ -72,10 +72,8 @@ class Interface:
         @raise TunError: or L{netlink.NetlinkFailure}, with the reason.
         """
         config = self.config
-        if config.netns and not self._links.netns_exists(config.netns):
-            raise netlink.NetlinkFailure(
-                f"network namespace {config.netns!r} does not exist (create it "
-                f"with 'ip netns add {config.netns}')")
+        if config.netns:
+            netlink.require_netns(config.netns, self._links.netns_exists)
         # In another namespace the final name may be free there but taken here,
         # so the device is created under a kernel-chosen name and renamed on
         # arrival.

@@ -32,6 +32,16 @@ def netns_exists(name):
     return os.path.exists(os.path.join(NETNS_DIR, name))
 
 
+def require_netns(name, exists=netns_exists):
+    """
+    @raise NetlinkFailure: naming the command that creates C{name}, if
+        there is no such namespace.
+    """
+    if not exists(name):
+        raise NetlinkFailure(f"network namespace {name!r} does not exist "
+                             f"(create it with 'ip netns add {name}')")
+
+
 def _open(netns):
     try:
         return NetNS(netns) if netns else IPRoute()
@@ -56,9 +66,7 @@ def move_to_netns(ifname, netns, new_name):
     @raise NetlinkFailure: if the namespace does not exist, or the name is
         taken there.
     """
-    if not netns_exists(netns):
-        raise NetlinkFailure(f"network namespace {netns!r} does not exist "
-                             f"(create it with 'ip netns add {netns}')")
+    require_netns(netns)
     ipr = _open(None)
     try:
         index = _index(ipr, ifname, None)
