@@ -7,6 +7,7 @@ L{ClientService}.
 
 import importlib.resources
 import socket
+import struct
 from functools import lru_cache
 
 from twisted.application.internet import backoffPolicy
@@ -82,6 +83,49 @@ def reply_of(error):
     return None, str(reason if reason is not None else error)
 
 
+def encode_table(table):
+    """
+    Encode an AMQP 0-9-1 field table as RabbitMQ reads it: C{bool} as C{t},
+    C{int} as C{I} (or C{l} when it does not fit in 32 bits), C{str} and
+    C{bytes} as C{S}, C{dict} as a nested table C{F}.
+
+    txamqp's own encoder writes every non-string as a 32-bit integer, so it
+    cannot announce the boolean capabilities RabbitMQ looks for.
+    """
+    out = []
+    for key, value in table.items():
+        name = key.encode("utf-8")
+        out.append(struct.pack("!B", len(name)) + name)
+        if isinstance(value, bool):
+            out.append(b"t" + struct.pack("!B", value))
+        elif isinstance(value, int):
+            if -2 ** 31 <= value < 2 ** 31:
+                out.append(b"I" + struct.pack("!i", value))
+            else:
+                out.append(b"l" + struct.pack("!q", value))
+        elif isinstance(value, (str, bytes)):
+            data = value.encode("utf-8") if isinstance(value, str) else value
+            out.append(b"S" + struct.pack("!I", len(data)) + data)
+        elif isinstance(value, dict):
+            out.append(b"F" + encode_table(value))
+        else:
+            raise TypeError(f"cannot put {type(value).__name__} in an AMQP table")
+    body = b"".join(out)
+    return struct.pack("!I", len(body)) + body
+
+
+def _shortstr(text):
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    return struct.pack("!B", len(data)) + data
+
+
+# What the client tells RabbitMQ it understands: a connection.close instead
+# of a silent drop on a refused login, connection.blocked/unblocked, and a
+# basic.cancel when the broker drops the consumer.
+CAPABILITIES = {"authentication_failure_close": True, "connection.blocked": True,
+                "consumer_cancel_notify": True}
+
+
 class _Delegate(TwistedDelegate):
     """
     Answers the broker's connection-level methods; deliveries go to the
@@ -105,10 +149,20 @@ class _Delegate(TwistedDelegate):
         self.client.deliver(msg)
 
     def connection_blocked(self, ch, msg):
-        self._log.warn("the broker blocked publishing: {reason}", reason=msg.reason)
+        self.client.blocked = True
+        self._log.warn("the broker blocked publishing ({reason}); packets are dropped "
+                       "until it unblocks", reason=msg.reason)
 
     def connection_unblocked(self, ch, msg):
+        self.client.blocked = False
         self._log.info("the broker unblocked publishing")
+
+    def basic_cancel(self, ch, msg):
+        # The broker dropped our consumer (its queue was deleted, say): start
+        # over on a new connection, which declares and consumes again.
+        self._log.warn("the broker cancelled consumer {tag}; reconnecting",
+                       tag=msg.consumer_tag)
+        self.client.transport.loseConnection()
 
     def connection_close(self, ch, msg):
         if msg.reply_code != REPLY_SUCCESS:
@@ -128,17 +182,37 @@ class BusProtocol(AMQClient):
         out.
     @ivar tuned: Whether the broker answered it with C{connection.tune},
         which it does only if it accepted the credentials.
+    @ivar blocked: Whether the broker asked us to stop publishing
+        (C{connection.blocked}, for example when it is short of memory).
     """
 
     _log = Logger()
     login_sent = False
     tuned = False
+    blocked = False
 
     def __init__(self, spec, vhost, heartbeat, clock, client_properties):
         AMQClient.__init__(self, _Delegate(), vhost, spec, heartbeat=heartbeat,
                            clock=clock)
-        self.client_properties = client_properties
+        self.client_properties = dict(client_properties, capabilities=CAPABILITIES)
         self.consumers = {}
+        self._start_ok = spec.classes.byname["connection"].methods.byname["start-ok"]
+
+    def _pack_frame(self, frame):
+        """
+        Pack C{connection.start-ok} with L{encode_table}, everything else
+        with txamqp.
+        """
+        payload = frame.payload
+        if payload.type == Frame.METHOD and payload.method is self._start_ok:
+            properties, mechanism, response, locale = payload.args
+            method = self._start_ok
+            body = (struct.pack("!HH", method.klass.id, method.id) + encode_table(properties)
+                    + _shortstr(mechanism) + struct.pack("!I", len(response)) + response
+                    + _shortstr(locale))
+            return (struct.pack("!BHI", 1, frame.channel, len(body)) + body
+                    + struct.pack("!B", self.FRAME_END))
+        return AMQClient._pack_frame(self, frame)
 
     def deliver(self, msg):
         """
@@ -442,6 +516,9 @@ def open_session(client, url, exchange):
     except Closed as e:
         code, text = reply_of(e)
         who = f"user {url.username!r} on vhost {url.vhost!r}"
+        if code == ACCESS_REFUSED and not client.tuned:
+            raise FatalBusError(f"the broker refused the login of {who}: wrong user "
+                                f"name or password ({text})", exit_code=EXIT_REFUSED) from None
         if code in (ACCESS_REFUSED, NOT_ALLOWED):
             raise FatalBusError(f"the broker refused {who}: {text}",
                                 exit_code=EXIT_REFUSED) from None

@@ -16,7 +16,8 @@ from txamqp.connection import Body, Frame, Header, Method
 from txamqp.testing import AMQPump
 
 from ioppy_agent.amqp import (BrokerEndpoint, BusConnector, BusProtocol, BusSession, HostsThenDNS,
-                              FatalBusError, describe, load_spec, open_session, reply_of,
+                              FatalBusError, describe, encode_table, load_spec,
+                              open_session, reply_of,
                               resolve)
 from ioppy_agent.url import parse_amqp_url
 from ioppy_agent.wire import as_bytes
@@ -137,6 +138,32 @@ class LoginTests(ProtocolTestCase):
         self.assertEqual(response, "\0alice\0hunter2")
         self.assertEqual(props["connection_name"], "ioppy-agent agent_1")
 
+    def test_capabilities(self):
+        """
+        The client properties announce RabbitMQ's boolean capabilities, which
+        txamqp's own encoder cannot write.
+        """
+        self.handshake()
+        properties = self.pump.outgoing[0][0].payload.args[0]
+        self.assertEqual(properties["capabilities"], {
+            "authentication_failure_close": True, "connection.blocked": True,
+            "consumer_cancel_notify": True})
+
+    def test_login_refused_with_close(self):
+        """
+        With authentication_failure_close, RabbitMQ answers a bad password
+        with connection.close 403 before tune: a L{FatalBusError} that says so.
+        """
+        d = open_session(self.client, URL, "amq.topic")
+        zero = self.pump.channel(0)
+        zero.connection_start(version_major=0, version_minor=9, server_properties={},
+                              mechanisms="PLAIN", locales="en_US")
+        zero.connection_close(reply_code=403, reply_text="ACCESS_REFUSED - Login was refused",
+                              class_id=0, method_id=0)
+        error = self.failureResultOf(d, FatalBusError).value
+        self.assertEqual(error.exit_code, 3)
+        self.assertIn("wrong user name or password", str(error))
+
     def test_vhost_and_exchange(self):
         """
         The connection opens the URL's vhost and checks the exchange passively.
@@ -240,6 +267,44 @@ class LoginTests(ProtocolTestCase):
         self.pump.channel(1).channel_close(reply_code=404, reply_text="NOT_FOUND",
                                            class_id=40, method_id=10)
         self.assertIn("'nope'", str(self.failureResultOf(d, FatalBusError).value))
+
+
+class TableTests(SynchronousTestCase):
+    """
+    L{encode_table} writes tables txamqp's (and RabbitMQ's) decoder reads.
+    """
+
+    def decode(self, data):
+        from io import BytesIO
+
+        from txamqp.codec import Codec
+        return Codec(BytesIO(data)).decode_table()
+
+    def test_round_trip(self):
+        """
+        Booleans, integers, strings and nested tables come back as they were.
+        """
+        table = {"yes": True, "no": False, "n": 7, "s": "text", "nested": {"b": True}}
+        self.assertEqual(self.decode(encode_table(table)), table)
+
+    def test_wire_form(self):
+        """
+        A boolean is C{t} and one octet.
+        """
+        self.assertEqual(encode_table({"a": True}), b"\x00\x00\x00\x04\x01at\x01")
+
+    def test_large_int_and_bytes(self):
+        """
+        Integers beyond 32 bits are C{l}; bytes are C{S}.
+        """
+        self.assertEqual(encode_table({"b": b"\xff"}), b"\x00\x00\x00\x08\x01bS\x00\x00\x00\x01\xff")
+        self.assertEqual(encode_table({"n": 2 ** 40})[6:7], b"l")
+
+    def test_unknown_type(self):
+        """
+        Anything else is refused.
+        """
+        self.assertRaises(TypeError, encode_table, {"x": 1.5})
 
 
 class SessionTests(ProtocolTestCase):
@@ -382,6 +447,26 @@ class SessionTests(ProtocolTestCase):
         self.assertFalse(self.client.closed)
         self.assertTrue([e for e in events if e["log_level"] == LogLevel.critical])
         self.flushLoggedErrors(ValueError)
+
+    def test_blocked(self):
+        """
+        connection.blocked and unblocked set and clear the protocol's flag.
+        """
+        with capturedLogs():
+            self.pump.channel(0).connection_blocked(reason="low on memory")
+            self.assertTrue(self.client.blocked)
+            self.pump.channel(0).connection_unblocked()
+        self.assertFalse(self.client.blocked)
+
+    def test_broker_cancels_consumer(self):
+        """
+        A basic.cancel from the broker drops the connection, so that a new one
+        consumes again.
+        """
+        self._consume()
+        with capturedLogs():
+            self.pump.channel(1).basic_cancel(consumer_tag="ioppy-1", nowait=True)
+        self.assertFalse(self.pump.connected)
 
     def test_tracebacks_hide_password(self):
         """
