@@ -190,12 +190,13 @@ class AgentService(service.Service):
         Publish one packet read from the TUN.
         """
         session = self.connector.session
-        if session is None or not session.publish(
-                self._key_out,
-                wire.encode_packet(packet, self._reactor.seconds(), self.config.tun_name),
-                wire.JSON):
-            self.counters.dropped("not connected")
+        refusal = "not connected" if session is None else session.refusal()
+        if refusal is not None:
+            self.counters.dropped(refusal)
             return
+        session.publish(self._key_out,
+                        wire.encode_packet(packet, self._reactor.seconds(), self.config.tun_name),
+                        wire.JSON)
         self.counters.moved("out", len(packet))
         if self.pcap is not None:
             self.pcap.write(packet)

@@ -15,7 +15,7 @@ from twisted.internet import defer
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.internet.error import DNSLookupError
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import IPushProducer, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.names import cache, client, dns, hosts
@@ -38,6 +38,10 @@ TLSError = (OpenSSLError, VerificationError)
 
 DEFAULT_HEARTBEAT = 10
 DEFAULT_QUEUE_LIMIT = 1000
+# Bytes the connection may hold unsent before publishing pauses: a few
+# hundred packets, so bursts pass but a stalled broker cannot make the
+# process hoard memory.
+SEND_BUFFER = 2 * 1024 * 1024
 REPLY_SUCCESS = 200
 ACCESS_REFUSED = 403
 NOT_FOUND = 404
@@ -250,12 +254,18 @@ class BusFactory(Factory):
                            self.client_properties)
 
 
+@implementer(IPushProducer)
 class BusSession:
     """
     One open AMQP connection with one channel, on one exchange.
 
+    It is the push producer of its transport: when more than L{SEND_BUFFER}
+    bytes wait to be sent, the transport pauses it and it refuses to publish
+    until the transport drained.
+
     @ivar client: The connected L{BusProtocol}.
     @ivar channel: The txamqp channel everything goes through.
+    @ivar paused: Whether the transport's send buffer is full.
     """
 
     _log = Logger()
@@ -269,6 +279,36 @@ class BusSession:
         self._basic = spec.classes.byname["basic"]
         self._tags = []
         self.closed = False
+        self.paused = False
+        transport = client.transport
+        if hasattr(transport, "registerProducer"):
+            if hasattr(transport, "bufferSize"):
+                transport.bufferSize = SEND_BUFFER
+            transport.registerProducer(self, True)
+
+    def pauseProducing(self):
+        self.paused = True
+        self._log.debug("send buffer full: publishing paused")
+
+    def resumeProducing(self):
+        self.paused = False
+        self._log.debug("send buffer drained: publishing resumed")
+
+    def stopProducing(self):
+        self.closed = True
+
+    def refusal(self):
+        """
+        @return: Why a publish now would be refused (C{"not connected"},
+            C{"broker blocked"}, C{"send buffer full"}), or C{None}.
+        """
+        if self.closed or self.channel.closed or self.client.closed:
+            return "not connected"
+        if self.client.blocked:
+            return "broker blocked"
+        if self.paused:
+            return "send buffer full"
+        return None
 
     @defer.inlineCallbacks
     def declare_queue(self, name, bindings, when_locked, max_length=DEFAULT_QUEUE_LIMIT):
@@ -317,9 +357,9 @@ class BusSession:
         Publish C{body} (C{bytes}) on the session's exchange.  The frames are
         written at once, with no L{Deferred} per message.
 
-        @return: C{False} if the session is closed and nothing was sent.
+        @return: C{False} if nothing was sent (see L{refusal}).
         """
-        if self.closed or self.channel.closed or self.client.closed:
+        if self.refusal() is not None:
             return False
         ch = self.channel.id
         put = self.client.outgoing.put

@@ -202,8 +202,6 @@ class PacketRouter:
                for peer in self.peers_of(sender)]
         if not out:
             self.counters.dropped("no peer")
-        for _ in out:
-            self.counters.moved("out", len(packet))
         return out
 
 
@@ -306,8 +304,12 @@ class RouterService(service.Service):
         out = self.router.route(routing_key, body, content_type)
         session = self.connector.session
         for message in out:
-            if session is None or not session.publish_message(message):
-                self.router.counters.dropped("not connected")
+            refusal = "not connected" if session is None else session.refusal()
+            if refusal is not None:
+                self.router.counters.dropped(refusal)
+            else:
+                session.publish_message(message)
+                self.router.counters.moved("out", len(message.body))
 
     @defer.inlineCallbacks
     def stopService(self):

@@ -87,6 +87,8 @@ class RecordingSession:
     @ivar queues: C{name: bindings} per declared queue.
     @ivar consumers: C{queue: handler}.
     @ivar declare_error: An exception C{declare_queue} fails with.
+    @ivar refused: Set to a reason to make publishing refuse, as a paused or
+        blocked session does.
     @ivar locked: Whether queues are held by another connection, so that
         C{declare_queue} fails with its C{when_locked} error.
     """
@@ -98,6 +100,7 @@ class RecordingSession:
         self.declare_error = None
         self.locked = False
         self.closed = False
+        self.refused = None
         self.close_calls = []
 
     def declare_queue(self, name, bindings, when_locked, max_length=1000):
@@ -112,8 +115,14 @@ class RecordingSession:
         self.consumers[queue] = handler
         return defer.succeed("ioppy-1")
 
+    def refusal(self):
+        """
+        @return: L{refused}, or C{"not connected"} once closed.
+        """
+        return "not connected" if self.closed else self.refused
+
     def publish(self, routing_key, body, content_type):
-        if self.closed:
+        if self.refusal() is not None:
             return False
         self.published.append((routing_key, body, content_type))
         return True

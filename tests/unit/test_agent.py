@@ -249,6 +249,24 @@ class BusTests(AgentTestCase):
         self.assertEqual((obj["timestamp"], obj["interface_name"]), (1764242400.5, "tun0"))
         self.assertEqual(self.agent.counters.packets["out"], 1)
 
+    def test_tun_while_refused(self):
+        """
+        While the session refuses to publish (send buffer full, broker
+        blocked), packets read are dropped and counted by that reason; then
+        publishing resumes.
+        """
+        device, session = self.connect()
+        for reason in ("send buffer full", "broker blocked"):
+            session.refused = reason
+            device.inbound.append(PACKET)
+            self.agent.port.doRead()
+        session.refused = None
+        device.inbound.append(PACKET)
+        self.agent.port.doRead()
+        self.assertEqual(dict(self.agent.counters.drops),
+                         {"send buffer full": 1, "broker blocked": 1})
+        self.assertEqual(len(session.published), 1)
+
     def test_tun_while_disconnected(self):
         """
         A packet read while there is no session is dropped and counted.

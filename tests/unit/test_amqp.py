@@ -107,6 +107,9 @@ class ProtocolTestCase(SynchronousTestCase):
         self.pump = AMQPump()
         # txamqp's frame reader asks its transport this; AMQPump lacks it.
         self.pump.disconnecting = False
+        self.pump.bufferSize = 65536
+        self.pump.registerProducer = lambda producer, streaming: setattr(
+            self.pump, "producer", producer)
         self.pump.connect(self.client)
 
     def handshake(self):
@@ -447,6 +450,29 @@ class SessionTests(ProtocolTestCase):
         self.assertFalse(self.client.closed)
         self.assertTrue([e for e in events if e["log_level"] == LogLevel.critical])
         self.flushLoggedErrors(ValueError)
+
+    def test_producer(self):
+        """
+        The session is its transport's push producer with a 2 MiB buffer;
+        while paused it refuses to publish, and it says why.
+        """
+        self.assertIs(self.pump.producer, self.session)
+        self.assertEqual(self.pump.bufferSize, 2 * 1024 * 1024)
+        self.assertIsNone(self.session.refusal())
+        self.session.pauseProducing()
+        self.assertEqual(self.session.refusal(), "send buffer full")
+        self.assertFalse(self.session.publish("k", b"x", "application/json"))
+        self.assertEqual(self.pump.outgoing, {})
+        self.session.resumeProducing()
+        self.assertTrue(self.session.publish("k", b"x", "application/json"))
+
+    def test_blocked_refuses(self):
+        """
+        While the broker has blocked the connection, publishing is refused.
+        """
+        self.client.blocked = True
+        self.assertEqual(self.session.refusal(), "broker blocked")
+        self.assertFalse(self.session.publish("k", b"x", "application/json"))
 
     def test_blocked(self):
         """

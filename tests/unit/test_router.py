@@ -209,6 +209,21 @@ class RouterServiceTests(SynchronousTestCase):
         self.assertEqual(self.session.published,
                          [("toAgent.agent_2.ip.tun.packet.raw", BODY, "application/json")])
 
+    def test_refused_publishes_counted(self):
+        """
+        Copies the session refuses to publish are counted as drops, the
+        others as forwarded.
+        """
+        self.service.connector.connect(self.session)
+        for name in ("agent_2", "agent_3"):
+            self.session.deliver(ROUTER_QUEUE, *ready(name))
+        self.session.refused = "send buffer full"
+        self.session.deliver(ROUTER_QUEUE, wire.packet_from("agent_1"), BODY)
+        self.session.refused = None
+        self.session.deliver(ROUTER_QUEUE, wire.packet_from("agent_1"), BODY)
+        counters = self.service.router.counters
+        self.assertEqual((counters.drops["send buffer full"], counters.packets["out"]), (2, 2))
+
     def test_second_router_refused(self):
         """
         A second router on the same vhost stops with exit status 2.
