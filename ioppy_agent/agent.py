@@ -208,7 +208,8 @@ class AgentService(service.Service):
         """
         config = self.config
         yield session.declare_queue(
-            config.queue, [self._key_in, self._key_start], when_locked=FatalBusError(
+            config.queue, [self._key_in, self._key_start, wire.COMPONENT_READY],
+            when_locked=FatalBusError(
                 f"an agent named {config.name!r} is already connected to vhost "
                 f"{config.url.vhost!r} on {config.url.host}; choose another --name",
                 exit_code=EXIT_DUPLICATE))
@@ -233,6 +234,11 @@ class AgentService(service.Service):
                 self._warnings.warn("dropped a message on {key}: {error}",
                                     key=routing_key, error=str(e))
                 return
+            if packet[0] >> 4 not in (4, 6):
+                self.counters.dropped("not IP")
+                self._warnings.warn("dropped a message on {key}: its data is not an "
+                                    "IPv4 or IPv6 packet", key=routing_key)
+                return
             if len(packet) > self.config.mtu:
                 self.counters.dropped("larger than MTU")
                 self._warnings.warn("dropped a {size}-byte packet: larger than the "
@@ -246,6 +252,21 @@ class AgentService(service.Service):
                 self.counters.dropped("tun write")
         elif routing_key == self._key_start:
             self._readdress(body)
+        elif routing_key == wire.COMPONENT_READY:
+            self._component_ready(body)
+
+    def _component_ready(self, body):
+        """
+        When the packet router announces itself, announce this agent again,
+        so that a router started after the agents learns them at once.
+        """
+        try:
+            component = wire.component_of(body)
+        except wire.BadMessage:
+            return
+        session = self.connector.session
+        if component == wire.ROUTER_NAME and session is not None:
+            session.publish_message(wire.started(self.config.name, self.addresses))
 
     def _readdress(self, body):
         """

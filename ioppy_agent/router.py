@@ -25,7 +25,7 @@ from .process import EXIT_DUPLICATE, EXIT_FAILURE
 from .stats import Counters, Reporter, WarnLimiter, status_of, summary_line
 
 ROUTER_QUEUE = "ioppy.router"
-ROUTER_NAME = "packet_router"
+ROUTER_NAME = wire.ROUTER_NAME
 CLOSE_TIMEOUT = 1.0
 
 BINDINGS = (wire.ANY_PACKET_FROM_AGENT, wire.ANY_TUN_STARTED, wire.COMPONENT_READY,
@@ -293,6 +293,9 @@ class RouterService(service.Service):
             f"another ioppy-router is already routing vhost {self.config.url.vhost!r} "
             f"on {self.config.url.host}", exit_code=EXIT_DUPLICATE))
         yield session.consume(ROUTER_QUEUE, self._from_bus)
+        # Agents answer this with tun.started, so a router that starts (or
+        # reconnects) after them learns them before their next packet.
+        session.publish_message(wire.component_ready(ROUTER_NAME))
         self._log.info("router connected to {url}, exchange {exchange}{mode}",
                        url=self.config.url.masked(), exchange=self.config.exchange,
                        mode=" with a fixed topology" if self.config.topology else "")

@@ -17,6 +17,8 @@ API_VERSION = "1.2.15"
 JSON = "application/json"
 
 COMPONENT_READY = "testingtool.component.ready"
+# The component name the packet router announces itself with.
+ROUTER_NAME = "packet_router"
 COMPONENT_SHUTDOWN = "testingtool.component.shutdown"
 LOSSY_LINK_START = "routing.lossy.link.start"
 

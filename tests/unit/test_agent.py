@@ -201,7 +201,8 @@ class BusTests(AgentTestCase):
         session = RecordingSession()
         self.successResultOf(self.connector.connect(session))
         self.assertEqual(session.queues, {QUEUE: ["toAgent.agent_1.ip.tun.packet.raw",
-                                                  "toAgent.agent_1.ip.tun.start"]})
+                                                  "toAgent.agent_1.ip.tun.start",
+                                                  "testingtool.component.ready"]})
         self.assertIn(QUEUE, session.consumers)
         keys = [p[0] for p in session.published]
         self.assertEqual(keys, ["fromAgent.agent_1.ip.tun.started",
@@ -301,6 +302,15 @@ class BusTests(AgentTestCase):
         self.assertEqual(self.agent.counters.drops["bad message"], 3)
         self.assertEqual(len([e for e in events if "dropped" in e["log_format"]]), 1)
 
+    def test_not_ip(self):
+        """
+        Bytes that are not an IPv4 or IPv6 packet are dropped before the TUN.
+        """
+        device, session = self.connect()
+        session.deliver(QUEUE, "toAgent.agent_1.ip.tun.packet.raw",
+                        wire.encode_packet(b"\x00junk", 1.0))
+        self.assertEqual((device.written, self.agent.counters.drops["not IP"]), ([], 1))
+
     def test_larger_than_mtu(self):
         """
         A packet longer than the MTU is dropped and counted.
@@ -310,6 +320,19 @@ class BusTests(AgentTestCase):
                         wire.encode_packet(b"\x45" + b"x" * 1400, 1.0))
         self.assertEqual(device.written, [])
         self.assertEqual(self.agent.counters.drops["larger than MTU"], 1)
+
+    def test_router_ready_reannounces(self):
+        """
+        When the packet router announces itself, the agent publishes
+        tun.started again; other components' announcements change nothing.
+        """
+        device, session = self.connect()
+        session.deliver(QUEUE, wire.COMPONENT_READY, b'{"component": "tat"}')
+        session.deliver(QUEUE, wire.COMPONENT_READY, b'junk')
+        self.assertEqual(session.published, [])
+        session.deliver(QUEUE, wire.COMPONENT_READY, b'{"component": "packet_router"}')
+        self.assertEqual([p[0] for p in session.published],
+                         ["fromAgent.agent_1.ip.tun.started"])
 
     def test_tun_start(self):
         """

@@ -198,12 +198,16 @@ class RouterServiceTests(SynchronousTestCase):
         self.assertEqual(self.session.queues, {ROUTER_QUEUE: list(BINDINGS)})
         self.assertIn("fromAgent.*.ip.tun.packet.raw", BINDINGS)
         self.assertIn(ROUTER_QUEUE, self.session.consumers)
+        [(key, body, _)] = self.session.published
+        self.assertEqual((key, json.loads(body)["component"]),
+                         ("testingtool.component.ready", "packet_router"))
 
     def test_publishes_routes(self):
         """
         What the router decides is published.
         """
         self.service.connector.connect(self.session)
+        self.session.published.clear()
         self.session.deliver(ROUTER_QUEUE, *ready("agent_2"))
         self.session.deliver(ROUTER_QUEUE, wire.packet_from("agent_1"), BODY)
         self.assertEqual(self.session.published,
