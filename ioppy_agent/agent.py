@@ -42,6 +42,7 @@ class AgentConfig:
     netns: Optional[str] = None
     heartbeat: int = DEFAULT_HEARTBEAT
     tls: Any = None
+    fallback_urls: tuple = ()
     stats_interval: float = 60.0
     status_file: Optional[str] = None
     status_interval: float = 5.0
@@ -128,7 +129,7 @@ class AgentService(service.Service):
         self.connector = make_connector(
             reactor, config.url, config.exchange, self._setup, self._fatal,
             heartbeat=config.heartbeat, connection_name=f"ioppy-agent {config.name}",
-            tls=config.tls)
+            tls=config.tls, fallback_urls=config.fallback_urls)
         self.port = None
         self.pcap = None
         self._open_error = None

@@ -32,6 +32,7 @@ from zope.interface import implementer
 
 from . import __version__
 from .process import EXIT_REFUSED, EXIT_TLS
+from .tls import TLSSettings
 from .wire import as_bytes
 
 TLSError = (OpenSSLError, VerificationError)
@@ -605,37 +606,54 @@ class BusConnector:
 
     def __init__(self, reactor, url, exchange, setup, on_fatal,
                  heartbeat=DEFAULT_HEARTBEAT, connection_name="ioppy",
-                 endpoint=None, timeout=10, retry_policy=None, tls=None):
+                 endpoint=None, timeout=10, retry_policy=None, tls=None,
+                 fallback_urls=()):
         """
+        @param url: The broker's L{BrokerURL}.
         @param setup: Called with each new L{BusSession}; may return a
             L{Deferred}.  If it fails, the connection is dropped and retried,
             unless it fails with L{FatalBusError}.
         @param on_fatal: Called with a L{FatalBusError}; the connector has
             stopped trying by then.
+        @param endpoint: Connect with this instead (tests).
         @param retry_policy: Failed attempts in a row to seconds to wait.
-        @param tls: Client TLS options (see L{ioppy_agent.tls.client_tls}),
-            required for an C{amqps://} URL.
+        @param tls: L{ioppy_agent.tls.TLSSettings} for C{amqps://} URLs (the
+            system's CAs if C{None}).
+        @param fallback_urls: More brokers (the other nodes of a cluster): each
+            failure moves on to the next, round the list.
         """
-        if url.tls and tls is None and endpoint is None:
-            raise ValueError("an amqps:// URL needs TLS options")
-        self.url = url
+        self.urls = (url, *fallback_urls)
+        self._current = 0
         self.exchange = exchange
         self.session = None
         self._setup = setup
         self._on_fatal = on_fatal
         self._clock = reactor
-        self._endpoint = endpoint if endpoint is not None else BrokerEndpoint(
-            reactor, url.host, url.port, timeout, tls=tls if url.tls else None)
-        self._factory = BusFactory(url.vhost, heartbeat, reactor, {
+        tls = tls if tls is not None else TLSSettings()
+        self._endpoints = [
+            endpoint if endpoint is not None else BrokerEndpoint(
+                reactor, u.host, u.port, timeout, tls=tls.for_host(u.host) if u.tls else None)
+            for u in self.urls]
+        self._factories = [BusFactory(u.vhost, heartbeat, reactor, {
             "product": "ioppy-agent", "version": __version__,
             "connection_name": connection_name,
-        })
+        }) for u in self.urls]
         self._policy = retry_policy or backoffPolicy(initialDelay=0.5, maxDelay=30.0)
         self._failures = 0
         self._attempt = None
         self._retry = None
         self._client = None
         self._stopping = False
+
+    @property
+    def url(self):
+        """
+        @return: The L{BrokerURL} in use (or tried next).
+        """
+        return self.urls[self._current]
+
+    def _next_broker(self):
+        self._current = (self._current + 1) % len(self.urls)
 
     def prepare(self):
         """
@@ -660,7 +678,8 @@ class BusConnector:
         self._retry = None
         self.state = "connecting"
         self._log.info("connecting to {url}", url=self.url.masked())
-        self._attempt = d = self._endpoint.connect(self._factory)
+        self._attempt = d = self._endpoints[self._current].connect(
+            self._factories[self._current])
         d.addCallback(self._prepare)
         d.addCallbacks(self._ready, self._failed)
 
@@ -698,9 +717,12 @@ class BusConnector:
             return None
         self._failures += 1
         self.state = "waiting to reconnect"
+        failed_url = self.url
+        self._next_broker()
         delay = self._policy(self._failures)
-        self._log.warn("connecting to {url} failed: {error}; retrying in {delay:.1f} s",
-                       url=self.url.masked(), error=describe(reason), delay=delay)
+        self._log.warn("connecting to {url} failed: {error}; trying {next} in {delay:.1f} s",
+                       url=failed_url.masked(), error=describe(reason), delay=delay,
+                       next="again" if self.url is failed_url else self.url.masked())
         self._retry = self._clock.callLater(delay, self._connect)
         return None
 
@@ -712,9 +734,12 @@ class BusConnector:
         if self._stopping:
             return
         self.state = "waiting to reconnect"
+        lost_url = self.url
+        self._next_broker()
         delay = self._policy(1)
-        self._log.warn("lost the connection to {url}; reconnecting in {delay:.1f} s",
-                       url=self.url.masked(), delay=delay)
+        self._log.warn("lost the connection to {url}; connecting to {next} in {delay:.1f} s",
+                       url=lost_url.masked(), delay=delay,
+                       next="it again" if self.url is lost_url else self.url.masked())
         self._retry = self._clock.callLater(delay, self._connect)
 
     @defer.inlineCallbacks

@@ -216,6 +216,7 @@ class RouterConfig:
     topology: Topology = None
     heartbeat: int = DEFAULT_HEARTBEAT
     tls: Any = None
+    fallback_urls: tuple = ()
     stats_interval: float = 60.0
     status_file: Optional[str] = None
     status_interval: float = 5.0
@@ -249,7 +250,8 @@ class RouterService(service.Service):
         self.router = PacketRouter(reactor, config.topology, capture=self._capture)
         self.connector = make_connector(
             reactor, config.url, config.exchange, self._setup, self._fatal,
-            heartbeat=config.heartbeat, connection_name="ioppy-router", tls=config.tls)
+            heartbeat=config.heartbeat, connection_name="ioppy-router", tls=config.tls,
+            fallback_urls=config.fallback_urls)
         self.reporter = Reporter(reactor, self._describe, config.stats_interval,
                                  config.status_file, config.status_interval)
 

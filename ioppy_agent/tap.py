@@ -19,7 +19,7 @@ from .amqp import DEFAULT_HEARTBEAT
 from .process import ProcessControl
 from .router import BadTopology, RouterConfig, RouterService, parse_topology
 from .tun import IFNAMSIZ
-from .tls import TLSConfigError, client_tls, load_ca, load_client_certificate
+from .tls import TLSConfigError, TLSSettings, load_ca, load_client_certificate
 from .url import DEFAULT_URL, BadURL, parse_amqp_url
 
 _EXCHANGE = re.compile(r"[A-Za-z0-9_.:-]{1,255}\Z")
@@ -56,18 +56,19 @@ def _writable_path(options, key):
 
 def read_url_file(path):
     """
-    @return: The first line of C{path} that is neither empty nor a comment.
+    @return: The lines of C{path} that are neither empty nor comments: one
+        URL per broker.
     @raise usage.UsageError: if there is none or the file cannot be read.
     """
     try:
         with open(path, encoding="utf-8") as f:
-            for line in f:
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    return line
+            urls = [line.strip() for line in f]
     except OSError as e:
         raise usage.UsageError(f"--url-file {path}: {e.strerror}") from None
-    raise usage.UsageError(f"--url-file {path} holds no URL")
+    urls = [url for url in urls if url and not url.startswith("#")]
+    if not urls:
+        raise usage.UsageError(f"--url-file {path} holds no URL")
+    return urls
 
 
 class _BusOptions(usage.Options):
@@ -76,12 +77,9 @@ class _BusOptions(usage.Options):
     """
 
     optParameters = [
-        ["url", "u", None,
-         "AMQP URL amqp://user:password@host[:port]/vhost, or amqps:// for TLS "
-         "(default: --url-file, else $AMQP_URL, else " + DEFAULT_URL + ")"],
         ["url-file", None, None,
-         "Read the AMQP URL from the first line of this file (keeps the password "
-         "out of ps)."],
+         "Read the AMQP URLs from this file, one per line (keeps the password out "
+         "of ps)."],
         ["exchange", "x", "amq.topic", "Topic exchange to publish and bind on."],
         ["tls-ca", None, None, "amqps: PEM file of the CAs that sign the broker's "
                                "certificate (default: the system's CAs)."],
@@ -94,17 +92,32 @@ class _BusOptions(usage.Options):
         ["status-interval", None, "5", "Seconds between rewrites of --status-file."],
     ]
 
+    def __init__(self):
+        usage.Options.__init__(self)
+        self["urls"] = []
+
+    def opt_url(self, url):
+        """
+        AMQP URL amqp://user:password@host[:port]/vhost, or amqps:// for TLS.
+        Give it once per broker of a cluster: on failure the next is tried.
+        (default: --url-file, else $AMQP_URL, else amqp://guest:guest@localhost/)
+        """
+        self["urls"].append(url)
+
+    opt_u = opt_url
+
     def postOptions(self):
-        if self["url"] is not None and self["url-file"] is not None:
+        if self["urls"] and self["url-file"] is not None:
             raise usage.UsageError("give --url or --url-file, not both")
         if self["url-file"] is not None:
-            text = read_url_file(self["url-file"])
+            texts = read_url_file(self["url-file"])
         else:
-            text = self["url"] or os.environ.get("AMQP_URL") or DEFAULT_URL
+            texts = self["urls"] or [os.environ.get("AMQP_URL") or DEFAULT_URL]
         try:
-            self["url"] = parse_amqp_url(text)
+            self["urls"] = [parse_amqp_url(text) for text in texts]
         except BadURL as e:
             raise usage.UsageError(f"--url: {e}") from None
+        self["url"] = self["urls"][0]
         if not _EXCHANGE.match(self["exchange"] or ""):
             raise usage.UsageError(
                 f"--exchange {self['exchange']!r}: use 1 to 255 letters, digits, "
@@ -116,8 +129,7 @@ class _BusOptions(usage.Options):
 
     def _tls(self):
         given = [k for k in ("tls-ca", "tls-cert", "tls-key") if self[k] is not None]
-        url = self["url"]
-        if not url.tls:
+        if not any(url.tls for url in self["urls"]):
             if given:
                 raise usage.UsageError(f"--{given[0]} needs an amqps:// URL")
             return None
@@ -129,14 +141,15 @@ class _BusOptions(usage.Options):
                     if self["tls-cert"] else None)
         except TLSConfigError as e:
             raise usage.UsageError(str(e)) from None
-        return client_tls(url.host, ca, cert)
+        return TLSSettings(ca, cert)
 
     def bus_settings(self):
         """
         @return: The keyword arguments every service config takes from these
             options.
         """
-        return dict(url=self["url"], exchange=self["exchange"], tls=self["tls"],
+        return dict(url=self["url"], fallback_urls=tuple(self["urls"][1:]),
+                    exchange=self["exchange"], tls=self["tls"],
                     heartbeat=DEFAULT_HEARTBEAT, stats_interval=self["stats-interval"],
                     status_file=self["status-file"],
                     status_interval=self["status-interval"])

@@ -5,6 +5,8 @@ presented.  Nothing falls back to plain TCP.
 """
 
 import re
+from dataclasses import dataclass
+from typing import Any
 
 from OpenSSL.crypto import Error as CryptoError
 from twisted.internet import ssl
@@ -67,3 +69,23 @@ def client_tls(host, ca=None, client_certificate=None):
     return ssl.optionsForClientTLS(
         host, trustRoot=ca if ca is not None else ssl.platformTrust(),
         clientCertificate=client_certificate)
+
+
+@dataclass(frozen=True)
+class TLSSettings:
+    """
+    What to trust and what to present; the options for one broker come from
+    L{for_host}, because the certificate is checked against its host name.
+
+    @ivar ca: A trust root from L{load_ca}, or C{None} for the system's CAs.
+    @ivar client_certificate: From L{load_client_certificate}, or C{None}.
+    """
+
+    ca: Any = None
+    client_certificate: Any = None
+
+    def for_host(self, host):
+        """
+        @return: Client TLS options for the broker at C{host}.
+        """
+        return client_tls(host, self.ca, self.client_certificate)

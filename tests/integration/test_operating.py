@@ -243,7 +243,7 @@ class CredentialTests(TunnelTestCase):
         """
         router = Program(self.addCleanup, "ioppy-router", "--url",
                          f"amqp://{self.user}:{self.password}@127.0.0.1:{lab.free_port()}/")
-        router.wait_for(r"retrying in .*\n(.*\n)*.*retrying in", timeout=15)
+        router.wait_for(r"trying again in .*\n(.*\n)*.*trying again in", timeout=15)
         self.assertNotIn("Traceback", router.text())
         self.assertNotIn(self.password, router.text())
         self.assertIn("Connection was refused", router.text())

@@ -668,11 +668,62 @@ class ConnectorTests(SynchronousTestCase):
             self.clock.advance(2.0)
             self.clock.advance(4.0)
         self.assertEqual((refused.attempts, delays), (3, [1, 2, 3]))
-        self.assertIn("retrying", events[-1]["log_format"])
+        self.assertIn("trying {next} in", events[-1]["log_format"])
+        self.assertEqual(events[-1]["next"], "again")
         self.assertNotIn("hunter2", repr([e.get("url") for e in events]))
         self.successResultOf(connector.stop())
         self.clock.advance(100)
         self.assertEqual(refused.attempts, 3)
+
+
+    def test_several_brokers(self):
+        """
+        With fallback URLs, each failure moves on to the next broker, round
+        the list, and the session is set up on whichever answers.
+        """
+        urls = [parse_amqp_url(f"amqp://u:p@node{i}/v") for i in (1, 2, 3)]
+        endpoint = PerHostEndpoint({"node3"})
+        connector = BusConnector(self.clock, urls[0], "amq.topic", self._setup,
+                                 self.fatal.append, fallback_urls=urls[1:],
+                                 retry_policy=lambda failures: 1.0)
+        connector._endpoints = [endpoint.for_host(u.host) for u in urls]
+        with capturedLogs():
+            connector.start()
+            self.clock.advance(1.0)
+            self.clock.advance(1.0)
+        self.assertEqual(endpoint.tried, ["node1", "node2", "node3"])
+        broker_handshake(endpoint.pumps[0])
+        self.assertIs(connector.url, urls[2])
+        self.assertEqual(len(self.sessions), 1)
+        with capturedLogs():
+            endpoint.pumps[0].abortConnection()
+            self.clock.advance(1.0)
+        self.assertEqual(endpoint.tried[-1], "node1")
+
+
+class PerHostEndpoint:
+    """
+    Endpoints that refuse except for the hosts given, which get an
+    L{AMQPump}.
+    """
+
+    def __init__(self, answering):
+        self.answering = answering
+        self.tried = []
+        self.pumps = []
+
+    def for_host(self, host):
+        outer = self
+
+        class One:
+            def connect(self, factory):
+                outer.tried.append(host)
+                if host not in outer.answering:
+                    from twisted.internet.error import ConnectionRefusedError
+                    return defer.fail(ConnectionRefusedError())
+                return PumpEndpoint.connect(outer, factory)
+
+        return One()
 
 
 class RefusingEndpoint:

@@ -227,11 +227,21 @@ class OperatingOptionTests(EnvTestCase):
 
     def test_url_file(self):
         """
-        C{--url-file} reads the first line that is not empty or a comment.
+        C{--url-file} reads one URL per line that is not empty or a comment.
         """
-        path = self.write("# broker\n\n  amqp://u:s3cret@filehost/v  \nignored\n")
-        self.assertEqual(agent("--name", "agent_1", "--url-file", path)["url"],
-                         BrokerURL("filehost", 5672, "u", "s3cret", "v"))
+        path = self.write("# broker\n\n  amqp://u:s3cret@filehost/v  \n"
+                          "amqp://u:s3cret@second/v\n")
+        o = agent("--name", "agent_1", "--url-file", path)
+        self.assertEqual(o["url"], BrokerURL("filehost", 5672, "u", "s3cret", "v"))
+        self.assertEqual([u.host for u in o["urls"]], ["filehost", "second"])
+
+    def test_several_urls(self):
+        """
+        C{--url} may be given once per broker; the others become fallbacks.
+        """
+        o = agent("--name", "agent_1", "--url", "amqp://a:b@n1/v", "-u", "amqp://a:b@n2/v")
+        self.assertEqual([u.host for u in o["urls"]], ["n1", "n2"])
+        self.assertEqual([u.host for u in o.bus_settings()["fallback_urls"]], ["n2"])
 
     def test_url_file_beats_environment(self):
         """
