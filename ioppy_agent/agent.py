@@ -212,13 +212,15 @@ class AgentService(service.Service):
             config.queue, [self._key_in, self._key_start, wire.COMPONENT_READY],
             when_locked=FatalBusError(
                 f"an agent named {config.name!r} is already connected to vhost "
-                f"{config.url.vhost!r} on {config.url.host}; choose another --name",
+                f"{self.connector.url.vhost!r} on {self.connector.url.host}; choose "
+                "another --name",
                 exit_code=EXIT_DUPLICATE))
         yield session.consume(config.queue, self._from_bus)
         session.publish_message(wire.started(config.name, self.addresses))
         session.publish_message(wire.component_ready(config.name))
         self._log.info("agent {name} connected to {url}, exchange {exchange}",
-                       name=config.name, url=config.url.masked(), exchange=config.exchange)
+                       name=config.name, url=self.connector.url.masked(),
+                       exchange=config.exchange)
 
     def _fatal(self, error):
         self._process.fail(error.exit_code, str(error))

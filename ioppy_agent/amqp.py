@@ -195,6 +195,9 @@ class BusProtocol(AMQClient):
     login_sent = False
     tuned = False
     blocked = False
+    # A broker silent for two heartbeat intervals is taken for dead and the
+    # connection dropped (txamqp's default waits three).
+    MAX_UNSEEN_HEARTBEAT = 2
 
     def __init__(self, spec, vhost, heartbeat, clock, client_properties):
         AMQClient.__init__(self, _Delegate(), vhost, spec, heartbeat=heartbeat,
@@ -638,7 +641,7 @@ class BusConnector:
             "product": "ioppy-agent", "version": __version__,
             "connection_name": connection_name,
         }) for u in self.urls]
-        self._policy = retry_policy or backoffPolicy(initialDelay=0.5, maxDelay=30.0)
+        self._policy = retry_policy or backoffPolicy(initialDelay=0.5, maxDelay=5.0)
         self._failures = 0
         self._attempt = None
         self._retry = None

@@ -54,8 +54,8 @@ def broker_reachable(host="127.0.0.1", port=5672):
         return False
 
 
-def rabbitmqctl(*args, check=True):
-    return run("rabbitmqctl", "-q", *args, check=check)
+def rabbitmqctl(*args, check=True, timeout=60):
+    return run("rabbitmqctl", "-q", *args, check=check, timeout=timeout)
 
 
 class Namespace:
@@ -378,8 +378,41 @@ def command_line(pid):
         return f.read().replace(b"\0", b" ").decode("utf-8", "replace")
 
 
+def _hold_proxy_main(reactor, port, flag):
+    """
+    Forward 127.0.0.1:C{port} to the broker on 127.0.0.1:5672, except that
+    while the file C{flag} exists every byte either way is swallowed: the
+    connections stay open but carry nothing, like a dead network path.
+    """
+    from twisted.internet import defer, endpoints
+    from twisted.protocols import portforward
+
+    def relay(protocol, data):
+        if not os.path.exists(flag):
+            protocol.peer.transport.write(data)
+
+    class Client(portforward.ProxyClient):
+        dataReceived = relay
+
+    class ClientFactory(portforward.ProxyClientFactory):
+        protocol = Client
+
+    class Server(portforward.ProxyServer):
+        clientProtocolFactory = ClientFactory
+        dataReceived = relay
+
+    class Factory(portforward.ProxyFactory):
+        protocol = Server
+
+    endpoint = endpoints.TCP4ServerEndpoint(reactor, int(port), interface="127.0.0.1")
+    d = endpoint.listen(Factory("127.0.0.1", 5672))
+    d.addCallback(lambda _: print("listening", flush=True))
+    return d.addCallback(lambda _: defer.Deferred())
+
+
 if __name__ == "__main__":
     from twisted.internet.task import react
 
     command, *arguments = sys.argv[1:]
-    react({"publish": _publish_main, "tls-proxy": _tls_proxy_main}[command], arguments)
+    react({"publish": _publish_main, "tls-proxy": _tls_proxy_main,
+           "hold-proxy": _hold_proxy_main}[command], arguments)

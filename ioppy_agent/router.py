@@ -292,14 +292,14 @@ class RouterService(service.Service):
     @defer.inlineCallbacks
     def _setup(self, session):
         yield session.declare_queue(ROUTER_QUEUE, BINDINGS, when_locked=FatalBusError(
-            f"another ioppy-router is already routing vhost {self.config.url.vhost!r} "
-            f"on {self.config.url.host}", exit_code=EXIT_DUPLICATE))
+            f"another ioppy-router is already routing vhost {self.connector.url.vhost!r} "
+            f"on {self.connector.url.host}", exit_code=EXIT_DUPLICATE))
         yield session.consume(ROUTER_QUEUE, self._from_bus)
         # Agents answer this with tun.started, so a router that starts (or
         # reconnects) after them learns them before their next packet.
         session.publish_message(wire.component_ready(ROUTER_NAME))
         self._log.info("router connected to {url}, exchange {exchange}{mode}",
-                       url=self.config.url.masked(), exchange=self.config.exchange,
+                       url=self.connector.url.masked(), exchange=self.config.exchange,
                        mode=" with a fixed topology" if self.config.topology else "")
 
     def _fatal(self, error):

@@ -90,6 +90,9 @@ class _BusOptions(usage.Options):
         ["status-file", None, None, "Keep a JSON status file here (counters and "
                                     "connection state)."],
         ["status-interval", None, "5", "Seconds between rewrites of --status-file."],
+        ["heartbeat", None, str(DEFAULT_HEARTBEAT),
+         "AMQP heartbeat in seconds: a broker silent for twice this long is taken "
+         "for dead and the connection made again (0: no heartbeats)."],
     ]
 
     def __init__(self):
@@ -123,6 +126,13 @@ class _BusOptions(usage.Options):
                 f"--exchange {self['exchange']!r}: use 1 to 255 letters, digits, "
                 "'_', '-', '.' or ':'")
         self["tls"] = self._tls()
+        try:
+            self["heartbeat"] = int(self["heartbeat"])
+        except ValueError:
+            raise usage.UsageError(f"--heartbeat {self['heartbeat']!r} is not a whole "
+                                   "number of seconds") from None
+        if not 0 <= self["heartbeat"] <= 3600:
+            raise usage.UsageError(f"--heartbeat {self['heartbeat']} is outside 0..3600")
         _number(self, "stats-interval", 0)
         _number(self, "status-interval", 0, strictly=True)
         _writable_path(self, "status-file")
@@ -150,7 +160,7 @@ class _BusOptions(usage.Options):
         """
         return dict(url=self["url"], fallback_urls=tuple(self["urls"][1:]),
                     exchange=self["exchange"], tls=self["tls"],
-                    heartbeat=DEFAULT_HEARTBEAT, stats_interval=self["stats-interval"],
+                    heartbeat=self["heartbeat"], stats_interval=self["stats-interval"],
                     status_file=self["status-file"],
                     status_interval=self["status-interval"])
 

@@ -33,3 +33,22 @@ def require(testcase):
         if os.environ.get("CI") == "true":
             testcase.fail(message)
         raise SkipTest(message)
+
+
+def rabbitmqctl_connections():
+    """
+    @return: C{(pid, vhost, connection_name)} of each broker connection.
+    """
+    from ioppy_agent.lab import rabbitmqctl
+    out = rabbitmqctl("list_connections", "pid", "vhost", "client_properties").stdout
+    connections = []
+    for line in out.splitlines():
+        parts = line.split("\t")
+        if len(parts) != 3 or parts[0] == "pid":
+            continue
+        name = ""
+        marker = '{"connection_name","'
+        if marker in parts[2]:
+            name = parts[2].split(marker, 1)[1].split('"', 1)[0]
+        connections.append((parts[0], parts[1], name))
+    return connections

@@ -632,6 +632,26 @@ class ConnectorTests(SynchronousTestCase):
         self.clock.advance(60)
         self.assertEqual(len(self.endpoint.pumps), 1)
 
+    def test_silent_broker_dropped(self):
+        """
+        With heartbeats, a broker that sends nothing for two intervals is
+        taken for dead: the connection is aborted and made again.
+        """
+        connector = BusConnector(self.clock, URL, "amq.topic", self._setup,
+                                 self.fatal.append, heartbeat=5, endpoint=self.endpoint,
+                                 retry_policy=lambda failures: 1.0)
+        connector.start()
+        pump = self.endpoint.pumps[0]
+        broker_handshake(pump)
+        self.clock.advance(9.9)
+        self.assertTrue(pump.connected)
+        with capturedLogs():
+            self.clock.advance(0.1)
+        self.assertTrue(pump.aborted)
+        self.assertIsNone(connector.session)
+        self.clock.advance(1.0)
+        self.assertEqual(len(self.endpoint.pumps), 2)
+
     def test_stop_closes_in_order(self):
         """
         C{stop} runs the session's orderly close, then stops reconnecting.

@@ -310,6 +310,15 @@ class OperatingOptionTests(EnvTestCase):
                      ["--stats-interval", "inf"], ["--status-interval", "0"]):
             self.assertRaises(usage.UsageError, agent, "--name", "agent_1", *args)
 
+    def test_heartbeat(self):
+        """
+        --heartbeat is whole seconds, 0 to 3600, default 10.
+        """
+        self.assertEqual(agent("--name", "agent_1")["heartbeat"], 10)
+        self.assertEqual(agent("--name", "agent_1", "--heartbeat", "0")["heartbeat"], 0)
+        for bad in ("x", "-1", "3601", "1.5"):
+            self.assertRaises(usage.UsageError, agent, "--name", "agent_1", "--heartbeat", bad)
+
     def test_paths(self):
         """
         --status-file and --pcap need an existing directory; --pcap-dir must
