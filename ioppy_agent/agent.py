@@ -230,6 +230,12 @@ class AgentService(service.Service):
         Handle one message from the agent's queue.
         """
         if routing_key == self._key_in:
+            if content_type not in wire.PACKET_CONTENT_TYPES:
+                self.counters.dropped("unknown content type")
+                self._warnings.warn("dropped a message on {key}: content type {type!r} "
+                                    "is not application/json", key=routing_key,
+                                    type=content_type)
+                return
             try:
                 packet = wire.decode_packet(body)
             except wire.BadMessage as e:

@@ -185,6 +185,9 @@ class PacketRouter:
         sender = wire.agent_of(routing_key)
         if not sender or not routing_key.startswith("fromAgent."):
             return []
+        if content_type not in wire.PACKET_CONTENT_TYPES:
+            self._bad(routing_key, f"content type {content_type!r} is not application/json")
+            return []
         try:
             packet = wire.decode_packet(body)
         except wire.BadMessage as e:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 API_VERSION = "1.2.15"
 JSON = "application/json"
+# Content types a packet body may come with (none at all means JSON).
+PACKET_CONTENT_TYPES = (JSON, None, "")
 
 COMPONENT_READY = "testingtool.component.ready"
 # The component name the packet router announces itself with.
@@ -142,6 +144,7 @@ def decode_packet(body):
     @raise BadMessage: if the body is not JSON, has no C{data} list, or the
         list holds anything but integers 0..255, or is empty.
     """
+    body = as_bytes(body)
     obj = decode_json(body)
     try:
         data = obj["data"]
@@ -155,7 +158,10 @@ def decode_packet(body):
         packet = bytes(data)
     except (TypeError, ValueError):
         raise BadMessage("'data' holds values that are not integers 0..255") from None
-    if True in data and any(type(value) is bool for value in data):
+    # bytes() takes true and false for 1 and 0; look for them only when the
+    # text has them, to keep the common case at C speed.
+    if (b"true" in body or b"false" in body) and any(
+            value is True or value is False for value in data):
         raise BadMessage("'data' holds true/false, not integers 0..255")
     return packet
 

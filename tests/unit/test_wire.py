@@ -83,6 +83,7 @@ class PacketTests(SynchronousTestCase):
                      b'{"data": {"0": 1}}', b'{"data": []}', b'{"data": [256]}',
                      b'{"data": [-1]}', b'{"data": [1.5]}', b'{"data": ["1"]}',
                      b'{"data": [null]}', b'{"data": [true]}', b'{"data": [1, false]}',
+                     b'{"data": [false]}', b'{"data": [0, true]}',
                      b"\xff\xfe\x00", b""):
             self.assertRaises(wire.BadMessage, wire.decode_packet, body)
 

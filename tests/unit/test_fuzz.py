@@ -1,0 +1,130 @@
+"""
+Property-based tests: malformed messages pushed through the agent's inbound
+path and the router.  Nothing raises, every bad message is counted as a
+drop, warnings stay rate-limited, and the good packets sent between the bad
+ones all arrive.
+"""
+
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
+from twisted.trial.unittest import SynchronousTestCase
+
+from ioppy_agent import wire
+from ioppy_agent.router import ROUTER_QUEUE, PacketRouter
+
+from .test_agent import QUEUE, AgentTestCase
+
+EXAMPLES = 10000
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+                suppress_health_check=list(HealthCheck))
+
+GOOD = wire.encode_packet(b"\x45\x00\x00\x14good", 1764242400.5)
+
+json_leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
+                      st.text(max_size=20))
+json_value = st.recursive(json_leaf, lambda inner: st.one_of(
+    st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=8), inner, max_size=5)),
+    max_leaves=20)
+bad_byte = st.one_of(st.integers(max_value=-1), st.integers(min_value=256),
+                     st.floats(allow_nan=False), st.text(max_size=3), st.booleans(),
+                     st.none(), st.lists(st.integers(0, 255), max_size=2))
+
+
+def dumps(obj):
+    return json.dumps(obj).encode("utf-8")
+
+
+# Bodies that are not a valid ioppytest packet message.
+malformed = st.one_of(
+    st.binary(max_size=300).filter(lambda b: not _is_packet(b)),
+    json_value.map(dumps).filter(lambda b: not _is_packet(b)),
+    st.dictionaries(st.text(max_size=8).filter(lambda k: k != "data"), json_value,
+                    max_size=4).map(dumps),
+    json_value.filter(lambda v: not isinstance(v, list)).map(lambda v: dumps({"data": v})),
+    st.lists(st.integers(0, 255), max_size=40).flatmap(
+        lambda good: st.tuples(st.just(good), bad_byte, st.integers(0, len(good)))).map(
+        lambda t: dumps({"data": t[0][:t[2]] + [t[1]] + t[0][t[2]:]})),
+    st.just(b'{"data": []}'),
+)
+
+
+def _is_packet(body):
+    try:
+        wire.decode_packet(body)
+    except wire.BadMessage:
+        return False
+    return True
+
+
+class AgentFuzzTests(AgentTestCase):
+    """
+    The agent's inbound path.
+    """
+
+    @FUZZ
+    @given(body=st.one_of(
+        malformed.map(lambda b: (b, wire.JSON)),
+        st.binary(min_size=1400, max_size=3000).map(
+            lambda d: (dumps({"data": [0x45, *d]}), wire.JSON)),
+        st.binary(min_size=1, max_size=60).filter(
+            lambda d: d[0] >> 4 not in (4, 6)).map(lambda d: (dumps({"data": list(d)}), None)),
+        st.tuples(st.just(GOOD), st.text(max_size=30).filter(
+            lambda t: t not in wire.PACKET_CONTENT_TYPES))))
+    def test_bad_messages(self, body):
+        """
+        Malformed bodies, packets larger than the MTU, bytes that are not IP
+        and unknown content types are each dropped and counted; the good
+        packet sent after each one arrives.
+        """
+        if not hasattr(self, "device"):
+            self.device, self.session = self.connect()
+            self.logs = capturedLogs().__enter__()
+        body, content_type = body
+        drops = sum(self.agent.counters.drops.values())
+        written = len(self.device.written)
+        self.session.deliver(QUEUE, "toAgent.agent_1.ip.tun.packet.raw", body, content_type)
+        self.session.deliver(QUEUE, "toAgent.agent_1.ip.tun.packet.raw", GOOD)
+        self.assertEqual(sum(self.agent.counters.drops.values()), drops + 1)
+        self.assertEqual(self.device.written[written:], [wire.decode_packet(GOOD)])
+
+    def tearDown(self):
+        if hasattr(self, "logs"):
+            warnings = [e for e in self.logs if "dropped" in e.get("log_format", "")]
+            # The clock does not move: one warning for the whole run.
+            self.assertEqual(len(warnings), 1)
+            self.assertGreaterEqual(sum(self.agent.counters.drops.values()), EXAMPLES)
+
+
+class RouterFuzzTests(SynchronousTestCase):
+    """
+    The router.
+    """
+
+    def setUp(self):
+        self.router = PacketRouter(Clock())
+        self.router.route(wire.COMPONENT_READY, b'{"component": "agent_2"}', None)
+        self.forwarded = 0
+        self.tried = 0
+
+    @FUZZ
+    @given(body=malformed, control=st.sampled_from(
+        [wire.COMPONENT_READY, wire.COMPONENT_SHUTDOWN, wire.LOSSY_LINK_START]))
+    def test_bad_messages(self, body, control):
+        """
+        Malformed packets and control messages are counted and dropped; the
+        good packet after each is forwarded; the known agents and the loss
+        count are not disturbed.
+        """
+        before = self.router.counters.drops["bad message"]
+        self.assertEqual(self.router.route(wire.packet_from("agent_1"), body, wire.JSON), [])
+        self.router.route(control, body, None)
+        out = self.router.route(wire.packet_from("agent_1"), GOOD, wire.JSON)
+        self.assertEqual([m.body for m in out], [GOOD])
+        self.assertGreaterEqual(self.router.counters.drops["bad message"], before + 1)
+        self.assertEqual(self.router.agents, {"agent_1", "agent_2"})
+        self.assertEqual(self.router.to_drop, 0)
+        self.tried += 1
