@@ -7,13 +7,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 SOURCES := $(shell find ioppy_agent twisted -name '*.py' -o -name '*.xml') setup.cfg setup.py
 
-.PHONY: demo test unit integration setup system test-tools broker tun install clean
+.PHONY: demo test bench unit integration setup system test-tools broker tun install clean
 
 demo: setup
 	$(BIN)/python scripts/demo.py
 
 test: setup test-tools
 	$(BIN)/python -m twisted.trial --temp-directory=_trial_temp tests
+
+# Soak: at least 1,000,000 packets through the tunnel, memory sampled.
+bench: setup
+	$(BIN)/python scripts/soak.py
 
 unit: install
 	$(BIN)/python -m twisted.trial --temp-directory=_trial_temp tests.unit
