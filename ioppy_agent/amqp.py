@@ -39,10 +39,10 @@ TLSError = (OpenSSLError, VerificationError)
 
 DEFAULT_HEARTBEAT = 10
 DEFAULT_QUEUE_LIMIT = 1000
-# Bytes the connection may hold unsent before publishing pauses: a few
-# hundred packets, so bursts pass but a stalled broker cannot make the
-# process hoard memory.
-SEND_BUFFER = 2 * 1024 * 1024
+# Bytes the connection may hold unsent before publishing pauses: about a
+# hundred full-size packets as JSON, so bursts pass but a stalled broker
+# cannot make the process hoard memory.
+SEND_BUFFER = 512 * 1024
 REPLY_SUCCESS = 200
 ACCESS_REFUSED = 403
 NOT_FOUND = 404

@@ -125,6 +125,28 @@ class BrokerFaultTests(FaultTestCase):
         self.assertEqual(ifindex(self.ns1), before)
         self.assertStops(agent)
 
+    def test_broker_blocks_publishers(self):
+        """
+        When RabbitMQ blocks publishers (its memory alarm, raised here by
+        setting the watermark near zero), the agents drop and count packets
+        as 'broker blocked' instead of buffering them, and pass traffic again
+        once it unblocks.
+        """
+        self.start_all("--stats-interval", "1")
+        watermark = lab.rabbitmqctl(
+            "eval", "vm_memory_monitor:get_vm_memory_high_watermark().").stdout.strip()
+        self.addCleanup(lab.rabbitmqctl, "set_vm_memory_high_watermark", watermark)
+        lab.rabbitmqctl("set_vm_memory_high_watermark", "0.0000001")
+        try:
+            self.agent1.wait_for("the broker blocked publishing")
+            self.ns1.ping("10.2.0.2", count=3)
+            self.agent1.wait_for(r"broker blocked: [1-9]")
+        finally:
+            lab.rabbitmqctl("set_vm_memory_high_watermark", watermark)
+        self.agent1.wait_for("the broker unblocked publishing")
+        self.assertLess(wait_until_pings(self.ns1, "10.2.0.2", within=10), 10)
+        self.assertAlive(self.agent1, self.agent2, self.router_program)
+
     def test_next_broker(self):
         """
         With several --url, a dead first broker is passed over for the next.

@@ -453,11 +453,11 @@ class SessionTests(ProtocolTestCase):
 
     def test_producer(self):
         """
-        The session is its transport's push producer with a 2 MiB buffer;
+        The session is its transport's push producer with a 512 KiB buffer;
         while paused it refuses to publish, and it says why.
         """
         self.assertIs(self.pump.producer, self.session)
-        self.assertEqual(self.pump.bufferSize, 2 * 1024 * 1024)
+        self.assertEqual(self.pump.bufferSize, 512 * 1024)
         self.assertIsNone(self.session.refusal())
         self.session.pauseProducing()
         self.assertEqual(self.session.refusal(), "send buffer full")
