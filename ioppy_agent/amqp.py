@@ -26,7 +26,7 @@ from OpenSSL.SSL import Error as OpenSSLError
 from service_identity import VerificationError
 from twisted.python.failure import Failure
 from txamqp.client import ChannelClosed, Closed, TwistedDelegate
-from txamqp.connection import Body, Frame, Header, Method
+from txamqp.connection import Frame
 from txamqp.protocol import AMQClient
 from zope.interface import implementer
 
@@ -36,6 +36,17 @@ from .tls import TLSSettings
 from .wire import as_bytes
 
 TLSError = (OpenSSLError, VerificationError)
+
+# AMQP 0-9-1 framing, for the fast paths.
+_FRAME_HEAD = struct.Struct("!BHI")
+_HEADER_FIELDS = struct.Struct("!QH")
+_FRAME_END = 0xCE
+_METHOD, _HEADER, _BODY, _HEARTBEAT = 1, 2, 3, 8
+_DELIVER = struct.pack("!HH", 60, 60)
+_PUBLISH = struct.pack("!HH", 60, 40)
+_BASIC_HEAD = struct.pack("!HH", 60, 0)
+_BODY_SIZE = struct.Struct("!Q")
+_END = bytes([_FRAME_END])
 
 DEFAULT_HEARTBEAT = 10
 DEFAULT_QUEUE_LIMIT = 1000
@@ -224,20 +235,142 @@ class BusProtocol(AMQClient):
 
     def deliver(self, msg):
         """
-        Hand one delivery to its consumer.  Nothing a consumer raises reaches
+        Hand one delivery decoded by txamqp to its consumer (the path taken by
+        deliveries that reach txamqp's dispatcher rather than L{_frame}).
+        """
+        content = msg.content
+        self._consume(msg.consumer_tag, msg.routing_key, as_bytes(content.body),
+                      content.properties.get("content-type"))
+
+    def _consume(self, tag, routing_key, body, content_type):
+        """
+        Hand one message to its consumer.  Nothing a consumer raises reaches
         txamqp (which would close the connection); it is logged instead.
         """
-        handler = self.consumers.get(msg.consumer_tag)
+        handler = self.consumers.get(tag)
         if handler is None:
-            self._log.debug("delivery for unknown consumer {tag}", tag=msg.consumer_tag)
+            self._log.debug("delivery for unknown consumer {tag}", tag=tag)
             return
-        content = msg.content
         try:
-            handler(msg.routing_key, as_bytes(content.body),
-                    content.properties.get("content-type"))
+            handler(routing_key, body, content_type)
         except Exception:
             self._log.failure("consumer failed on a message with key {key}",
-                              key=msg.routing_key)
+                              key=routing_key)
+
+    # The fast path.  txamqp turns every frame into objects and passes it
+    # through several Deferreds and generators; for the messages that make
+    # up the traffic (basic.deliver, its header and body) that cost more
+    # than everything else together.  Those are read here, from the bytes,
+    # and handed straight to the consumer; every other frame goes to
+    # txamqp as before.
+
+    _buffer = b""
+    _pending = None
+
+    def dataReceived(self, data):
+        if not self.frame_mode:
+            return AMQClient.dataReceived(self, data)
+        buf = self._buffer + data if self._buffer else data
+        offset, end = 0, len(buf)
+        while end - offset >= 8 and self.transport is not None:
+            kind, channel, size = _FRAME_HEAD.unpack_from(buf, offset)
+            last = offset + 7 + size
+            if last >= end:
+                break
+            if buf[last] != _FRAME_END:
+                self._log.error("the broker sent a malformed frame; dropping the "
+                                "connection")
+                self._buffer = b""
+                self.transport.abortConnection()
+                return None
+            self._frame(kind, channel, buf, offset + 7, last)
+            offset = last + 1
+            if self.transport is not None and self.transport.disconnecting:
+                break
+        self._buffer = buf[offset:] if offset < end else b""
+        return None
+
+    def _frame(self, kind, channel, buf, start, end):
+        """
+        Handle the frame whose payload is C{buf[start:end]}.
+        """
+        if self.heartbeatInterval > 0:
+            self._heard = self.clock.seconds()
+        if kind == _HEARTBEAT:
+            return
+        pending = self._pending
+        if pending is not None and channel == pending[0]:
+            if kind == _HEADER:
+                size, flags = _HEADER_FIELDS.unpack_from(buf, start + 4)
+                pending[4] = size
+                if flags & 0x8000:
+                    length = buf[start + 14]
+                    pending[3] = buf[start + 15:start + 15 + length].decode("utf-8", "replace")
+                if size == 0:
+                    self._pending = None
+                    self._consume(pending[1], pending[2], b"", pending[3])
+                return
+            if kind == _BODY:
+                chunk = buf[start:end]
+                if pending[5] is None and len(chunk) == pending[4]:
+                    self._pending = None
+                    self._consume(pending[1], pending[2], chunk, pending[3])
+                    return
+                pending[5] = (pending[5] or b"") + chunk
+                if len(pending[5]) >= pending[4]:
+                    self._pending = None
+                    self._consume(pending[1], pending[2], pending[5], pending[3])
+                return
+        if kind == _METHOD and channel and buf[start:start + 4] == _DELIVER:
+            at = start + 4
+            length = buf[at]
+            tag = buf[at + 1:at + 1 + length].decode("utf-8", "replace")
+            at += 1 + length + 9  # delivery tag (8) and redelivered (1)
+            at += 1 + buf[at]  # exchange
+            length = buf[at]
+            routing_key = buf[at + 1:at + 1 + length].decode("utf-8", "replace")
+            # [channel, consumer tag, routing key, content type, size, body]
+            self._pending = [channel, tag, routing_key, None, None, None]
+            return
+        self.frame_received(self._unpack_frame(buf[start - 7:end + 1]))
+
+    # Heartbeats: txamqp cancels and re-arms a timer for every frame either
+    # way; here each frame only notes the time, and the timers look at it.
+
+    _heard = 0.0
+    _said = 0.0
+
+    def reschedule_check_heartbeat(self):
+        self._heard = self.clock.seconds()
+        if not self.checkHB.active():
+            self.checkHB = self.clock.callLater(self._silence_limit(), self.check_heartbeat)
+
+    def _silence_limit(self):
+        return self.heartbeatInterval * self.MAX_UNSEEN_HEARTBEAT
+
+    def check_heartbeat(self):
+        silent = self.clock.seconds() - self._heard
+        limit = self._silence_limit()
+        if silent < limit:
+            self.checkHB = self.clock.callLater(limit - silent, self.check_heartbeat)
+            return
+        self.transport.abortConnection()
+
+    def reschedule_send_heartbeat(self):
+        self._said = self.clock.seconds()
+        if self.heartbeatInterval > 0 and self.tuned and not self.sendHB.running:
+            self.sendHB.start(self.heartbeatInterval, now=False)
+
+    def send_heartbeat(self):
+        if self.clock.seconds() - self._said >= self.heartbeatInterval * 0.5:
+            AMQClient.send_heartbeat(self)
+
+    def write_frames(self, data):
+        """
+        Write already packed frames, in one go.
+        """
+        self.transport.write(data)
+        self._said = self.clock.seconds()
 
 
 class BusFactory(Factory):
@@ -278,10 +411,9 @@ class BusSession:
         self.client = client
         self.channel = channel
         self.exchange = exchange
-        spec = client.spec
-        self._publish = spec.classes.byname["basic"].methods.byname["publish"]
-        self._basic = spec.classes.byname["basic"]
         self._tags = []
+        self._method_frames = {}
+        self._header_frames = {}
         self.closed = False
         self.paused = False
         transport = client.transport
@@ -358,22 +490,61 @@ class BusSession:
 
     def publish(self, routing_key, body, content_type):
         """
-        Publish C{body} (C{bytes}) on the session's exchange.  The frames are
-        written at once, with no L{Deferred} per message.
+        Publish C{body} (C{bytes}) on the session's exchange.  The three
+        frames (method, header, body) are packed here and written at once,
+        with no L{Deferred} and no txamqp object per message; the method
+        frame for each routing key is packed once.
 
         @return: C{False} if nothing was sent (see L{refusal}).
         """
         if self.refusal() is not None:
             return False
-        ch = self.channel.id
-        put = self.client.outgoing.put
-        put(Frame(ch, Method(self._publish, 0, self.exchange, routing_key, False, False)))
-        put(Frame(ch, Header(self._basic, 0, len(body), **{"content-type": content_type})))
-        if body:
-            chunk = self.client.MAX_LENGTH - 8
-            for start in range(0, len(body), chunk):
-                put(Frame(ch, Body(body[start:start + chunk])))
+        method = self._method_frames.get(routing_key)
+        if method is None:
+            method = self._method_frame(routing_key)
+        header = self._header_frames.get(content_type)
+        if header is None:
+            header = self._header_frame(content_type)
+        size = len(body)
+        chunk = self.client.MAX_LENGTH - 8
+        if size <= chunk:
+            frames = [method, header[0], _BODY_SIZE.pack(size), header[1],
+                      _FRAME_HEAD.pack(_BODY, self.channel.id, size), body, _END]
+        else:
+            frames = [method, header[0], _BODY_SIZE.pack(size), header[1]]
+            for start in range(0, size, chunk):
+                part = body[start:start + chunk]
+                frames += [_FRAME_HEAD.pack(_BODY, self.channel.id, len(part)), part, _END]
+        self.client.write_frames(b"".join(frames))
         return True
+
+    def _method_frame(self, routing_key):
+        """
+        @return: The packed basic.publish frame for C{routing_key}, cached.
+        """
+        exchange = self.exchange.encode("utf-8")
+        key = routing_key.encode("utf-8")
+        payload = (_PUBLISH + b"\0\0" + bytes([len(exchange)]) + exchange
+                   + bytes([len(key)]) + key + b"\0")
+        frame = _FRAME_HEAD.pack(_METHOD, self.channel.id, len(payload)) + payload + _END
+        if len(self._method_frames) < 4096:
+            self._method_frames[routing_key] = frame
+        return frame
+
+    def _header_frame(self, content_type):
+        """
+        @return: The packed content header for C{content_type}, in two parts
+            around the body size, cached.
+        """
+        if content_type:
+            kind = content_type.encode("utf-8")
+            properties = b"\x80\x00" + bytes([len(kind)]) + kind
+        else:
+            properties = b"\0\0"
+        head = _FRAME_HEAD.pack(_HEADER, self.channel.id, 12 + len(properties)) + _BASIC_HEAD
+        frame = (head, properties + _END)
+        self._header_frames[content_type] = frame
+        return frame
 
     def publish_message(self, message):
         """

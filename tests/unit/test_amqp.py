@@ -3,6 +3,8 @@ Tests for L{ioppy_agent.amqp}: the txamqp protocol and session, driven
 through txamqp's own L{AMQPump} with a L{Clock}.
 """
 
+import struct
+
 from twisted.internet import defer
 from twisted.internet.error import DNSLookupError
 from twisted.internet.protocol import Factory
@@ -12,7 +14,7 @@ from twisted.names import dns
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from txamqp.client import ChannelClosed
-from txamqp.connection import Body, Frame, Header, Method
+from txamqp.connection import Body, Frame, Header, Heartbeat, Method
 from txamqp.testing import AMQPump
 
 from ioppy_agent.amqp import (BrokerEndpoint, BusConnector, BusProtocol, BusSession, HostsThenDNS,
@@ -24,6 +26,30 @@ from ioppy_agent.wire import as_bytes
 
 URL = parse_amqp_url("amqp://alice:hunter2@broker/interop")
 LOCKED = FatalBusError("held by another connection", exit_code=2)
+
+
+def pump_for():
+    """
+    @return: An L{AMQPump} with what a real transport has and it lacks:
+        C{disconnecting}, producer registration, and writes of several frames
+        at once (the fast publish path writes three).
+    """
+    pump = AMQPump()
+    pump.disconnecting = False
+    pump.bufferSize = 65536
+    pump.registerProducer = lambda producer, streaming: setattr(pump, "producer", producer)
+    write_one = pump.write
+
+    def write(data):
+        if not pump.initialized:
+            return write_one(data)
+        while data:
+            size = struct.unpack("!I", data[3:7])[0]
+            write_one(data[:size + 8])
+            data = data[size + 8:]
+
+    pump.write = write
+    return pump
 
 
 def broker_login(pump, open_ok=True):
@@ -104,12 +130,7 @@ class ProtocolTestCase(SynchronousTestCase):
         self.clock = Clock()
         self.client = BusProtocol(load_spec(), URL.vhost, 0, self.clock,
                                   {"connection_name": "ioppy-agent agent_1"})
-        self.pump = AMQPump()
-        # txamqp's frame reader asks its transport this; AMQPump lacks it.
-        self.pump.disconnecting = False
-        self.pump.bufferSize = 65536
-        self.pump.registerProducer = lambda producer, streaming: setattr(
-            self.pump, "producer", producer)
+        self.pump = pump_for()
         self.pump.connect(self.client)
 
     def handshake(self):
@@ -384,6 +405,14 @@ class SessionTests(ProtocolTestCase):
         self.assertEqual([len(b) for b in bodies], [100, 100, 50])
         self.assertEqual(b"".join(bodies), b"x" * 250)
 
+    def test_publish_without_content_type(self):
+        """
+        A publish without a content type sends a header with no properties.
+        """
+        self.session.publish("k", b"\xff", None)
+        header = self.pump.outgoing[1][1].payload
+        self.assertEqual((header.size, header.properties), (1, {}))
+
     def test_publish_after_close(self):
         """
         Publishing on a closed session sends nothing and says so.
@@ -409,6 +438,61 @@ class SessionTests(ProtocolTestCase):
                         Header(basic, 0, len(body), **{"content-type": content_type}),
                         Body(body)):
             self.client.dataReceived(self.client._pack_frame(Frame(1, payload)))
+
+    def _delivery_bytes(self, body, content_type="application/json", tag="ioppy-1",
+                        key="toAgent.a.x", body_frames=1):
+        basic = self.client.spec.classes.byname["basic"]
+        deliver = basic.methods.byname["deliver"]
+        properties = {"content-type": content_type} if content_type else {}
+        payloads = [Method(deliver, tag, 1, False, "amq.topic", key),
+                    Header(basic, 0, len(body), **properties)]
+        step = max(1, -(-len(body) // body_frames))
+        payloads += [Body(body[i:i + step]) for i in range(0, len(body), step)]
+        return b"".join(self.client._pack_frame(Frame(1, p)) for p in payloads)
+
+    def test_deliveries_in_any_chunks(self):
+        """
+        Deliveries arrive whole and in order however TCP cuts the stream:
+        one byte at a time, or several messages in one read.
+        """
+        got = self._consume()
+        stream = b"".join(self._delivery_bytes(bytes([i]) * (i + 1), key=f"k{i}")
+                          for i in range(5))
+        for i in range(len(stream)):
+            self.client.dataReceived(stream[i:i + 1])
+        self.client.dataReceived(stream)
+        expected = [(f"k{i}", bytes([i]) * (i + 1), "application/json") for i in range(5)]
+        self.assertEqual(got, expected * 2)
+
+    def test_body_in_several_frames(self):
+        """
+        A body split over several body frames is put back together.
+        """
+        got = self._consume()
+        self.client.dataReceived(self._delivery_bytes(b"0123456789" * 30, body_frames=4))
+        self.assertEqual(got, [("toAgent.a.x", b"0123456789" * 30, "application/json")])
+
+    def test_empty_body_and_no_content_type(self):
+        """
+        An empty body is delivered at its header; a missing content type is
+        C{None}.
+        """
+        got = self._consume()
+        self.client.dataReceived(self._delivery_bytes(b"", content_type=None))
+        self.assertEqual(got, [("toAgent.a.x", b"", None)])
+
+    def test_malformed_frame_drops_connection(self):
+        """
+        A frame that does not end with the frame-end octet drops the
+        connection.
+        """
+        self._consume()
+        data = bytearray(self._delivery_bytes(b"x"))
+        data[-1] = 0
+        with capturedLogs() as events:
+            self.client.dataReceived(bytes(data))
+        self.assertTrue(self.pump.aborted)
+        self.assertIn("malformed frame", events[0]["log_format"])
 
     def test_deliver_json_body_is_bytes(self):
         """
@@ -566,8 +650,7 @@ class PumpEndpoint:
 
     def connect(self, factory):
         protocol = factory.buildProtocol(None)
-        pump = AMQPump()
-        pump.disconnecting = False
+        pump = pump_for()
         pump.connect(protocol)
         self.pumps.append(pump)
         return defer.succeed(protocol)
@@ -651,6 +734,30 @@ class ConnectorTests(SynchronousTestCase):
         self.assertIsNone(connector.session)
         self.clock.advance(1.0)
         self.assertEqual(len(self.endpoint.pumps), 2)
+
+    def test_heartbeats_only_when_idle(self):
+        """
+        A heartbeat frame goes out only when nothing else was sent for half
+        an interval.
+        """
+        connector = BusConnector(self.clock, URL, "amq.topic", self._setup,
+                                 self.fatal.append, heartbeat=4, endpoint=self.endpoint)
+        connector.start()
+        pump = self.endpoint.pumps[0]
+        broker_handshake(pump)
+
+        def heartbeats():
+            return len([f for f in pump.outgoing.get(0, [])
+                        if f.payload.type == Frame.HEARTBEAT])
+
+        for _ in range(3):
+            self.clock.advance(1.9)
+            connector.session.publish("k", b"x", "application/json")
+            pump.pump(0, Heartbeat())
+        self.assertEqual(heartbeats(), 0)
+        self.clock.advance(4.0)
+        self.assertEqual(heartbeats(), 1)
+        self.assertTrue(pump.connected)
 
     def test_stop_closes_in_order(self):
         """
