@@ -233,6 +233,18 @@ class BusProtocol(AMQClient):
                     + struct.pack("!B", self.FRAME_END))
         return AMQClient._pack_frame(self, frame)
 
+    def connectionMade(self):
+        # Packets are small writes that want an answer: with Nagle's algorithm
+        # they wait for the ACK of the previous one (up to 40 ms with delayed
+        # ACKs), so turn it off, as RabbitMQ does on its side.
+        transport = self.transport
+        handle = transport.getHandle() if hasattr(transport, "getHandle") else None
+        if hasattr(transport, "setTcpNoDelay"):
+            transport.setTcpNoDelay(True)
+        elif hasattr(handle, "setsockopt"):
+            handle.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        AMQClient.connectionMade(self)
+
     def deliver(self, msg):
         """
         Hand one delivery decoded by txamqp to its consumer (the path taken by

@@ -144,6 +144,29 @@ class ProtocolTestCase(SynchronousTestCase):
         return self.successResultOf(d)
 
 
+class NoDelayTests(SynchronousTestCase):
+    """
+    The broker connection sends small writes at once.
+    """
+
+    def test_tcp_nodelay(self):
+        """
+        Nagle's algorithm is turned off on the connection.
+        """
+        from twisted.internet.testing import StringTransport
+
+        class Transport(StringTransport):
+            nodelay = False
+
+            def setTcpNoDelay(self, enabled):
+                self.nodelay = enabled
+
+        transport = Transport()
+        BusProtocol(load_spec(), "/", 0, Clock(), {}).makeConnection(transport)
+        self.assertTrue(transport.nodelay)
+        self.assertTrue(transport.value().startswith(b"AMQP"))
+
+
 class LoginTests(ProtocolTestCase):
     """
     L{open_session} logs in and opens a channel.
