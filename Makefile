@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SOURCES := $(shell find ioppy_agent twisted -name '*.py' -o -name '*.xml') setup.cfg setup.py
 
-.PHONY: demo test bench unit integration setup system test-tools broker tun install clean
+.PHONY: demo test bench bench-tools unit integration setup system test-tools broker tun install clean
 
 demo: setup
 	$(BIN)/python scripts/demo.py
@@ -15,9 +15,17 @@ demo: setup
 test: setup test-tools
 	$(BIN)/python -m twisted.trial --temp-directory=_trial_temp tests
 
-# Soak: at least 1,000,000 packets through the tunnel, memory sampled.
-bench: setup
+# The bench: latency and throughput of the tunnel next to the kernel's own
+# path, then the soak (1,000,000 packets, memory sampled).
+bench: setup bench-tools
+	$(BIN)/python scripts/bench.py
 	$(BIN)/python scripts/soak.py
+
+bench-tools:
+	@command -v iperf3 >/dev/null 2>&1 || { \
+		echo "installing: iperf3"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends iperf3; }
 
 unit: install
 	$(BIN)/python -m twisted.trial --temp-directory=_trial_temp tests.unit

@@ -1,0 +1,223 @@
+"""
+make bench (throughput and latency): the tunnel against the kernel's own
+path.
+
+A router and two agents run with their TUNs in two namespaces, as in 'make
+demo'; two more namespaces are joined by a direct veth pair, the kernel
+limit.  Over both paths the bench measures ping round trips (IPv4 and
+IPv6), a 5 s ping flood, the highest UDP rate with under 1 % loss (64 and
+1400-byte datagrams, iperf3), and TCP throughput (iperf3, 10 s), and prints
+each tunnel figure next to the kernel's and as a ratio of it, with the CPU
+time per 1000 packets and the peak RSS of the agents and the router.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import statistics
+import sys
+import time
+
+from ioppy_agent.lab import Namespace, Program, VHost, run
+
+
+def veth_pair(cleanup, a, b):
+    """
+    Join namespaces C{a} (10.3.0.1, fd03::1) and C{b} (10.3.0.2, fd03::2)
+    with a veth pair.
+    """
+    end_a, end_b = f"iob{os.getpid() % 100000:05d}a", f"iob{os.getpid() % 100000:05d}b"
+    run("ip", "link", "add", end_a, "netns", a.name, "type", "veth", "peer", "name", end_b,
+        "netns", b.name)
+    for ns, end, n in ((a, end_a, 1), (b, end_b, 2)):
+        ns.run("ip", "addr", "add", f"10.3.0.{n}/24", "dev", end)
+        ns.run("ip", "addr", "add", f"fd03::{n}/64", "dev", end, "nodad")
+        ns.run("ip", "link", "set", end, "up")
+
+
+def ping_rtts(ns, address, count=200, interval=0.01):
+    """
+    @return: The round-trip times in ms of C{count} pings, and how many were
+        lost.
+    """
+    args = ["ping", "-c", str(count), "-i", str(interval), "-W", "2", address]
+    if ":" in address:
+        args.insert(1, "-6")
+    out = ns.run(*args, timeout=count * interval + 60, check=False).stdout
+    rtts = [float(x) for x in re.findall(r"time=([\d.]+) ms", out)]
+    return rtts, count - len(rtts)
+
+
+def flood(ns, address, seconds=5):
+    """
+    @return: Echo replies per second of C{ping -f} for C{seconds}, and the
+        loss in percent.
+    """
+    out = ns.run("ping", "-f", "-w", str(seconds), address, timeout=seconds + 30,
+                 check=False).stdout
+    match = re.search(r"(\d+) packets transmitted, (\d+) received", out)
+    sent, received = int(match.group(1)), int(match.group(2))
+    return received / seconds, 100.0 * (sent - received) / max(sent, 1)
+
+
+class Iperf:
+    """
+    An iperf3 server in one namespace, clients run from another.
+    """
+
+    def __init__(self, cleanup, server_ns, client_ns, address, log_dir):
+        self.client_ns = client_ns
+        self.address = address
+        self.server = Program(cleanup, None, netns=server_ns.name, log_dir=log_dir,
+                              argv=["iperf3", "-s", "-B", address])
+        time.sleep(0.5)
+
+    def run(self, *args, seconds):
+        out = self.client_ns.run("iperf3", "-c", self.address, "-J", "-t", str(seconds),
+                                 *args, timeout=seconds + 60, check=False).stdout
+        return json.loads(out) if out.strip().startswith("{") else {}
+
+    def udp(self, size, rate, seconds=3):
+        """
+        @return: Packets per second received and loss percent at C{rate}
+            datagrams per second of C{size} bytes.
+        """
+        result = self.run("-u", "-l", str(size), "-b", str(int(rate * size * 8)),
+                          seconds=seconds)
+        total = result.get("end", {}).get("sum", {})
+        if not total:
+            return 0.0, 100.0
+        received = total["packets"] - total["lost_packets"]
+        return received / total["seconds"], total["lost_percent"]
+
+    def best_udp(self, size, low=100.0, high=400_000.0, steps=7):
+        """
+        @return: The highest offered rate (datagrams/s) with under 1 % loss,
+            found by bisection between C{low} and C{high}.
+        """
+        best = 0.0
+        for _ in range(steps):
+            rate = (low * high) ** 0.5
+            got, loss = self.udp(size, rate)
+            if loss < 1.0:
+                best, low = got, rate
+            else:
+                high = rate
+        return best
+
+    def tcp(self, seconds=10):
+        """
+        @return: TCP throughput in Mbit/s.
+        """
+        result = self.run(seconds=seconds)
+        return result.get("end", {}).get("sum_received", {}).get("bits_per_second", 0) / 1e6
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid):
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def packets_moved(status_file):
+    with open(status_file, encoding="utf-8") as f:
+        s = json.load(f)
+    return s["packets"]["in"] + s["packets"]["out"]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter runs")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("the bench needs root (TUN interfaces and network namespaces)")
+    work = __import__("tempfile").mkdtemp(prefix="ioppy-bench-")
+    rows = []
+    with contextlib.ExitStack() as stack:
+        cleanup = stack.callback
+        vhost = VHost(cleanup)
+        ns1, ns2, ns3, ns4 = (Namespace(cleanup) for _ in range(4))
+        veth_pair(cleanup, ns3, ns4)
+        status = {n: os.path.join(work, n + ".json") for n in ("router", "agent_1", "agent_2")}
+        common = ["--url", vhost.url, "--stats-interval", "0", "--status-interval", "0.5"]
+        router = Program(cleanup, "ioppy-router", *common, "--status-file", status["router"],
+                         log_dir=work)
+        router.wait_for("router connected to")
+        programs = {"router": router}
+        for name, ns in (("agent_1", ns1), ("agent_2", ns2)):
+            programs[name] = Program(cleanup, "ioppy-agent", *common, "--name", name,
+                                     "--netns", ns.name, "--status-file", status[name],
+                                     log_dir=work)
+            programs[name].wait_for(f"agent {name} connected to")
+        ns1.ping("10.2.0.2", count=3)
+        paths = {"tunnel": (ns1, ns2, "10.2.0.2", "bbbb::2"),
+                 "kernel": (ns3, ns4, "10.3.0.2", "fd03::2")}
+        results = {p: {} for p in paths}
+        count = 50 if args.quick else 200
+        for path, (client, server, v4, v6) in paths.items():
+            print(f"{path}: ping ...", flush=True)
+            for family, address in (("IPv4", v4), ("IPv6", v6)):
+                rtts, lost = ping_rtts(client, address, count=count)
+                rtts.sort()
+                results[path][f"ping {family}"] = (
+                    rtts[0], statistics.median(rtts), rtts[int(len(rtts) * 0.99) - 1], lost)
+            results[path]["flood"] = flood(client, v4, seconds=2 if args.quick else 5)
+            iperf = Iperf(cleanup, server, client, v4, work)
+            before = {n: cpu_seconds(p.process.pid) for n, p in programs.items()}
+            moved = {n: packets_moved(status[n]) for n in programs} if path == "tunnel" else {}
+            for size in (64, 1400):
+                print(f"{path}: UDP {size} B ...", flush=True)
+                results[path][f"udp {size}"] = iperf.best_udp(
+                    size, steps=4 if args.quick else 7)
+            if path == "tunnel":
+                time.sleep(1)
+                for n, p in programs.items():
+                    spent = cpu_seconds(p.process.pid) - before[n]
+                    packets = packets_moved(status[n]) - moved[n]
+                    results[path][f"cpu {n}"] = 1000 * spent / max(packets, 1)
+            print(f"{path}: TCP ...", flush=True)
+            results[path]["tcp"] = iperf.tcp(seconds=3 if args.quick else 10)
+        rss = {n: peak_rss_mb(p.process.pid) for n, p in programs.items()}
+        for p in programs.values():
+            p.terminate(timeout=10)
+    tunnel, kernel = results["tunnel"], results["kernel"]
+
+    def row(name, t, k, unit):
+        ratio = f"{t / k:.3f}" if k else "-"
+        rows.append(f"| {name} | {t:,.2f} {unit} | {k:,.2f} {unit} | {ratio} |")
+
+    print()
+    print("| measure | tunnel | kernel (veth) | tunnel / kernel |")
+    print("| --- | --- | --- | --- |")
+    for family in ("IPv4", "IPv6"):
+        t, k = tunnel[f"ping {family}"], kernel[f"ping {family}"]
+        for i, what in enumerate(("min", "median", "p99")):
+            row(f"ping {family} RTT {what}", t[i], k[i], "ms")
+        rows.append(f"| ping {family} lost | {t[3]} of {count} | {k[3]} of {count} | |")
+    row("ping -f replies", tunnel["flood"][0], kernel["flood"][0], "/s")
+    rows.append(f"| ping -f loss | {tunnel['flood'][1]:.1f} % | {kernel['flood'][1]:.1f} % | |")
+    for size in (64, 1400):
+        t, k = tunnel[f"udp {size}"], kernel[f"udp {size}"]
+        row(f"UDP {size} B, < 1 % loss", t, k, "packets/s")
+        row(f"UDP {size} B, < 1 % loss", t * size * 8 / 1e6, k * size * 8 / 1e6, "Mbit/s")
+    row("TCP", tunnel["tcp"], kernel["tcp"], "Mbit/s")
+    print("\n".join(rows))
+    print()
+    for n in ("agent_1", "router", "agent_2"):
+        print(f"{n}: {tunnel['cpu ' + n]:.3f} CPU s per 1000 packets during the UDP runs, "
+              f"peak RSS {rss[n]:.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
