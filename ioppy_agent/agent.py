@@ -47,6 +47,7 @@ class AgentConfig:
     status_file: Optional[str] = None
     status_interval: float = 5.0
     pcap: Optional[str] = None
+    wire: str = "json"
 
     @property
     def queue(self):
@@ -140,6 +141,7 @@ class AgentService(service.Service):
         self._key_out = wire.packet_from(config.name)
         self._key_in = wire.packet_to(config.name)
         self._key_start = wire.tun_start(config.name)
+        self._raw = config.wire == "raw"
 
     def privilegedStartService(self):
         service.Service.privilegedStartService(self)
@@ -195,9 +197,11 @@ class AgentService(service.Service):
         if refusal is not None:
             self.counters.dropped(refusal)
             return
-        session.publish(self._key_out,
-                        wire.encode_packet(packet, self._reactor.seconds(), self.config.tun_name),
-                        wire.JSON)
+        if self._raw:
+            session.publish(self._key_out, packet, wire.RAW)
+        else:
+            session.publish(self._key_out, wire.encode_packet(
+                packet, self._reactor.seconds(), self.config.tun_name), wire.JSON)
         self.counters.moved("out", len(packet))
         if self.pcap is not None:
             self.pcap.write(packet)
@@ -230,16 +234,12 @@ class AgentService(service.Service):
         Handle one message from the agent's queue.
         """
         if routing_key == self._key_in:
-            if content_type not in wire.PACKET_CONTENT_TYPES:
-                self.counters.dropped("unknown content type")
-                self._warnings.warn("dropped a message on {key}: content type {type!r} "
-                                    "is not application/json", key=routing_key,
-                                    type=content_type)
-                return
             try:
-                packet = wire.decode_packet(body)
+                packet = wire.packet_of(body, content_type)
             except wire.BadMessage as e:
-                self.counters.dropped("bad message")
+                self.counters.dropped("unknown content type"
+                                      if isinstance(e, wire.UnknownContentType)
+                                      else "bad message")
                 self._warnings.warn("dropped a message on {key}: {error}",
                                     key=routing_key, error=str(e))
                 return

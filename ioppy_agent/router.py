@@ -185,11 +185,8 @@ class PacketRouter:
         sender = wire.agent_of(routing_key)
         if not sender or not routing_key.startswith("fromAgent."):
             return []
-        if content_type not in wire.PACKET_CONTENT_TYPES:
-            self._bad(routing_key, f"content type {content_type!r} is not application/json")
-            return []
         try:
-            packet = wire.decode_packet(body)
+            packet = wire.packet_of(body, content_type)
         except wire.BadMessage as e:
             self._bad(routing_key, e)
             return []

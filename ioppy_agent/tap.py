@@ -21,6 +21,7 @@ from .router import BadTopology, RouterConfig, RouterService, parse_topology
 from .tun import IFNAMSIZ
 from .tls import TLSConfigError, TLSSettings, load_ca, load_client_certificate
 from .url import DEFAULT_URL, BadURL, parse_amqp_url
+from .wire import WIRE_FORMATS
 
 _EXCHANGE = re.compile(r"[A-Za-z0-9_.:-]{1,255}\Z")
 _NETNS = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
@@ -191,6 +192,9 @@ class AgentOptions(_BusOptions):
                               "namespace; the agent itself stays where it is."],
         ["pcap", None, None, "Write every packet the agent moves, both ways, to this "
                              "pcap file."],
+        ["wire", None, "json", "Format of the packets the agent publishes: json "
+                               "(ioppytest's) or raw (the packet bytes as "
+                               "application/octet-stream; faster). Both are read."],
     ]
 
     def postOptions(self):
@@ -218,6 +222,8 @@ class AgentOptions(_BusOptions):
             raise usage.UsageError(f"--netns {self['netns']!r} is not a namespace name "
                                    "(letters, digits, '_', '-', '.')")
         _writable_path(self, "pcap")
+        if self["wire"] not in WIRE_FORMATS:
+            raise usage.UsageError(f"--wire {self['wire']!r}: use json or raw")
 
 
 class RouterOptions(_BusOptions):
@@ -275,6 +281,7 @@ def make_agent_service(options, reactor=None, process=None):
     config = AgentConfig(
         name=options["name"], addresses=options["addresses"], mtu=options["mtu"],
         tun_name=options["tun-name"], netns=options["netns"], pcap=options["pcap"],
+        wire=options["wire"],
         **options.bus_settings())
     return _wrap(AgentService(reactor, config, process), process)
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 API_VERSION = "1.2.15"
 JSON = "application/json"
-# Content types a packet body may come with (none at all means JSON).
-PACKET_CONTENT_TYPES = (JSON, None, "")
+# The binary wire format: the body is the packet itself.
+RAW = "application/octet-stream"
+WIRE_FORMATS = {"json": JSON, "raw": RAW}
 
 COMPONENT_READY = "testingtool.component.ready"
 # The component name the packet router announces itself with.
@@ -35,6 +36,12 @@ _decoder = json.JSONDecoder()
 class BadMessage(ValueError):
     """
     A message body that is not what its routing key promises.
+    """
+
+
+class UnknownContentType(BadMessage):
+    """
+    A packet message in neither wire format.
     """
 
 
@@ -164,6 +171,23 @@ def decode_packet(body):
             value is True or value is False for value in data):
         raise BadMessage("'data' holds true/false, not integers 0..255")
     return packet
+
+
+def packet_of(body, content_type):
+    """
+    @return: The packet carried by a packet message in either wire format:
+        C{application/octet-stream} (the body is the packet) or ioppytest's
+        JSON (C{application/json}, or no content type at all).
+    @raise UnknownContentType: for any other content type.
+    @raise BadMessage: if the body is not a packet in its format.
+    """
+    if content_type == RAW:
+        if not body:
+            raise BadMessage("the raw body is empty")
+        return as_bytes(body)
+    if content_type in (JSON, None, ""):
+        return decode_packet(body)
+    raise UnknownContentType(f"content type {content_type!r} is neither {JSON} nor {RAW}")
 
 
 def control(routing_key, **fields):

@@ -138,6 +138,8 @@ def packets_moved(status_file):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--quick", action="store_true", help="fewer, shorter runs")
+    parser.add_argument("--wire", choices=("json", "raw"), default="json",
+                        help="the agents' wire format")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("the bench needs root (TUN interfaces and network namespaces)")
@@ -157,7 +159,7 @@ def main():
         for name, ns in (("agent_1", ns1), ("agent_2", ns2)):
             programs[name] = Program(cleanup, "ioppy-agent", *common, "--name", name,
                                      "--netns", ns.name, "--status-file", status[name],
-                                     log_dir=work)
+                                     "--wire", args.wire, log_dir=work)
             programs[name].wait_for(f"agent {name} connected to")
         ns1.ping("10.2.0.2", count=3)
         paths = {"tunnel": (ns1, ns2, "10.2.0.2", "bbbb::2"),
@@ -197,6 +199,7 @@ def main():
         rows.append(f"| {name} | {t:,.2f} {unit} | {k:,.2f} {unit} | {ratio} |")
 
     print()
+    print(f"wire format: {args.wire}")
     print("| measure | tunnel | kernel (veth) | tunnel / kernel |")
     print("| --- | --- | --- | --- |")
     for family in ("IPv4", "IPv6"):

@@ -123,3 +123,24 @@ class AgentInNamespaceTests(TunnelTestCase):
         self.assertIn(f"amqp://{user}:****@", agent3.text())
         self.assertNotIn(password, agent3.text())
         self.assertNotIn("tun0", inside.links())
+
+
+class WireFormatTests(TunnelTestCase):
+    """
+    The raw wire format, alone and mixed with JSON.
+    """
+
+    def test_raw_and_json_agents(self):
+        """
+        An agent publishing raw packets and one publishing ioppytest's JSON
+        ping each other both ways over IPv4 and IPv6, also at 1400 bytes.
+        """
+        ns1, ns2 = Namespace(self.addCleanup), Namespace(self.addCleanup)
+        router = self.router()
+        agent1 = self.agent("agent_1", ns1, "--wire", "raw")
+        agent2 = self.agent("agent_2", ns2)
+        self.assertPings(ns1, "10.2.0.2")
+        self.assertPings(ns2, "bbbb::1")
+        self.assertPings(ns1, "10.2.0.2", size=1372, count=3)
+        self.assertStops(agent1, agent2, router)
+        self.assertIn("dropped 0", agent2.text().split("final: ")[-1])

@@ -401,6 +401,43 @@ class StopTests(AgentTestCase):
         self.successResultOf(self.agent.stopService())
 
 
+class RawWireTests(AgentTestCase):
+    """
+    The raw wire format: the body is the packet.
+    """
+
+    def setUp(self):
+        AgentTestCase.setUp(self)
+        self.config = self.config.__class__(**dict(self.config.__dict__, wire="raw"))
+        self.agent = AgentService(
+            self.reactor, self.config, self.process,
+            interface=Interface(self.config, open_tun=self._open_tun, links=self.links),
+            make_connector=RecordingConnector)
+        self.connector = self.agent.connector
+
+    def test_publishes_raw(self):
+        """
+        With --wire raw, a packet is published as its own bytes, as
+        application/octet-stream.
+        """
+        device, session = self.connect()
+        device.inbound.append(PACKET)
+        self.agent.port.doRead()
+        self.assertEqual(session.published, [("fromAgent.agent_1.ip.tun.packet.raw", PACKET,
+                                              "application/octet-stream")])
+
+    def test_reads_both(self):
+        """
+        Packets in either format are written to the TUN, so agents with
+        different --wire work together.
+        """
+        device, session = self.connect()
+        key = "toAgent.agent_1.ip.tun.packet.raw"
+        session.deliver(QUEUE, key, PACKET, "application/octet-stream")
+        session.deliver(QUEUE, key, wire.encode_packet(PACKET, 1.0), "application/json")
+        self.assertEqual(device.written, [PACKET, PACKET])
+
+
 class OperatingTests(AgentTestCase):
     """
     Capture, status and running without privileges.

@@ -14,7 +14,7 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from ioppy_agent import wire
-from ioppy_agent.router import ROUTER_QUEUE, PacketRouter
+from ioppy_agent.router import PacketRouter
 
 from .test_agent import QUEUE, AgentTestCase
 
@@ -73,7 +73,10 @@ class AgentFuzzTests(AgentTestCase):
         st.binary(min_size=1, max_size=60).filter(
             lambda d: d[0] >> 4 not in (4, 6)).map(lambda d: (dumps({"data": list(d)}), None)),
         st.tuples(st.just(GOOD), st.text(max_size=30).filter(
-            lambda t: t not in wire.PACKET_CONTENT_TYPES))))
+            lambda t: t not in (wire.JSON, wire.RAW, ""))),
+        st.tuples(st.just(b""), st.just(wire.RAW)),
+        st.binary(min_size=1, max_size=60).filter(lambda d: d[0] >> 4 not in (4, 6)).map(
+            lambda d: (d, wire.RAW))))
     def test_bad_messages(self, body):
         """
         Malformed bodies, packets larger than the MTU, bytes that are not IP

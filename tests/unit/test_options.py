@@ -310,6 +310,15 @@ class OperatingOptionTests(EnvTestCase):
                      ["--stats-interval", "inf"], ["--status-interval", "0"]):
             self.assertRaises(usage.UsageError, agent, "--name", "agent_1", *args)
 
+    def test_wire(self):
+        """
+        --wire is json (the default) or raw.
+        """
+        self.assertEqual(agent("--name", "agent_1")["wire"], "json")
+        self.assertEqual(agent("--name", "agent_1", "--wire", "raw")["wire"], "raw")
+        e = self.assertRaises(usage.UsageError, agent, "--name", "agent_1", "--wire", "xml")
+        self.assertIn("json or raw", str(e))
+
     def test_heartbeat(self):
         """
         --heartbeat is whole seconds, 0 to 3600, default 10.

@@ -85,6 +85,15 @@ class RouteTests(SynchronousTestCase):
             wire.Message("toAgent.agent_3.ip.tun.packet.raw", BODY, "application/json")])
         self.assertIs(out[0].body, BODY)
 
+    def test_raw_forwarded_unchanged(self):
+        """
+        A raw packet is forwarded as it came, with its content type.
+        """
+        self.router.route(*ready("agent_2"), None)
+        out = self.send("agent_1", b"\x45raw", "application/octet-stream")
+        self.assertEqual(out, [wire.Message("toAgent.agent_2.ip.tun.packet.raw", b"\x45raw",
+                                            "application/octet-stream")])
+
     def test_alone(self):
         """
         With no other agent the packet goes nowhere, counted as such.

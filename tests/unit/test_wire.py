@@ -98,6 +98,32 @@ class PacketTests(SynchronousTestCase):
         self.assertRaises(wire.BadMessage, wire.as_bytes, 5)
 
 
+class PacketOfTests(SynchronousTestCase):
+    """
+    L{wire.packet_of} reads either wire format, chosen by content type.
+    """
+
+    def test_raw(self):
+        """
+        An application/octet-stream body is the packet itself.
+        """
+        self.assertEqual(wire.packet_of(b"\x45\x00", wire.RAW), b"\x45\x00")
+
+    def test_json(self):
+        """
+        application/json, or no content type, is ioppytest's JSON.
+        """
+        for content_type in (wire.JSON, None, ""):
+            self.assertEqual(wire.packet_of(b'{"data": [69]}', content_type), b"\x45")
+
+    def test_refused(self):
+        """
+        An empty raw body is a bad message; another content type is unknown.
+        """
+        self.assertRaises(wire.BadMessage, wire.packet_of, b"", wire.RAW)
+        self.assertRaises(wire.UnknownContentType, wire.packet_of, b"\x45", "text/plain")
+
+
 class KeyTests(SynchronousTestCase):
     """
     Routing keys.
