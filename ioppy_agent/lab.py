@@ -325,6 +325,77 @@ def _publish_main(reactor, url, routing_key, body, exchange):
     return go()
 
 
+def broker_rate(url, size, wire_format, seconds=5.0):
+    """
+    @return: Messages per second the broker moves from one publisher to one
+        consumer, with bodies shaped like packets of C{size} bytes in
+        C{wire_format} (measured in a separate process).
+    """
+    out = run(sys.executable, "-m", "ioppy_agent.lab", "broker-rate", url, str(size),
+              wire_format, str(seconds), timeout=seconds + 60).stdout
+    return float(out.split()[-1])
+
+
+def _broker_rate_main(reactor, url, size, wire_format, seconds):
+    """
+    Publish as fast as the connection takes it to a queue of our own for
+    C{seconds} and count what a second connection consumes meanwhile.
+    """
+    from twisted.internet import defer
+
+    from . import wire
+    from .amqp import BrokerEndpoint, BusFactory, FatalBusError, open_session
+    from .url import parse_amqp_url
+
+    broker = parse_amqp_url(url)
+    packet = bytes([0x45]) + bytes(int(size) - 1)
+    if wire_format == "raw":
+        body, content_type = packet, wire.RAW
+    else:
+        body, content_type = wire.encode_packet(packet, 1764242400.5), wire.JSON
+    queue = f"ioppy.lab.rate.{os.getpid()}"
+    received = [0]
+
+    @defer.inlineCallbacks
+    def connect(name):
+        factory = BusFactory(broker.vhost, 0, reactor, {"connection_name": name})
+        client = yield BrokerEndpoint(reactor, broker.host, broker.port).connect(factory)
+        return (yield open_session(client, broker, "amq.topic"))
+
+    @defer.inlineCallbacks
+    def go():
+        consumer = yield connect("ioppy-lab consumer")
+        yield consumer.declare_queue(queue, [queue], FatalBusError("locked", 1),
+                                     max_length=100000)
+        yield consumer.consume(queue, lambda *_: received.__setitem__(0, received[0] + 1))
+        publisher = yield connect("ioppy-lab publisher")
+        start = reactor.seconds()
+        end = start + float(seconds)
+
+        def pump():
+            while reactor.seconds() < end:
+                for _ in range(200):
+                    if not publisher.publish(queue, body, content_type):
+                        break
+                else:
+                    reactor.callLater(0, pump)
+                    return
+                reactor.callLater(0.001, pump)
+                return
+            done.callback(None)
+
+        done = defer.Deferred()
+        pump()
+        yield done
+        counted = received[0]
+        elapsed = reactor.seconds() - start
+        yield publisher.close()
+        yield consumer.close()
+        print(f"{counted / elapsed:.1f}", flush=True)
+
+    return go()
+
+
 def _tls_proxy_main(reactor, port, cert, key, client_ca=None):
     """
     Terminate TLS on 127.0.0.1:C{port} and forward to the broker on
@@ -415,4 +486,5 @@ if __name__ == "__main__":
 
     command, *arguments = sys.argv[1:]
     react({"publish": _publish_main, "tls-proxy": _tls_proxy_main,
-           "hold-proxy": _hold_proxy_main}[command], arguments)
+           "hold-proxy": _hold_proxy_main, "broker-rate": _broker_rate_main}[command],
+          arguments)

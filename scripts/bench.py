@@ -20,7 +20,7 @@ import statistics
 import sys
 import time
 
-from ioppy_agent.lab import Namespace, Program, VHost, run
+from ioppy_agent.lab import Namespace, Program, VHost, broker_rate, run
 
 
 def veth_pair(cleanup, a, b):
@@ -192,6 +192,9 @@ def main():
         rss = {n: peak_rss_mb(p.process.pid) for n, p in programs.items()}
         for p in programs.values():
             p.terminate(timeout=10)
+        print("bus: broker message rate ...", flush=True)
+        bus = {size: broker_rate(vhost.url, size, args.wire, seconds=2 if args.quick else 5)
+               for size in (64, 1400)}
     tunnel, kernel = results["tunnel"], results["kernel"]
 
     def row(name, t, k, unit):
@@ -215,6 +218,15 @@ def main():
         row(f"UDP {size} B, < 1 % loss", t * size * 8 / 1e6, k * size * 8 / 1e6, "Mbit/s")
     row("TCP", tunnel["tcp"], kernel["tcp"], "Mbit/s")
     print("\n".join(rows))
+    print()
+    print("The bus limit: the broker's own rate, one publisher to one consumer, for")
+    print(f"bodies of the same shape ({args.wire}); each tunnel packet crosses the broker twice.")
+    print("| measure | tunnel | bus | tunnel / bus |")
+    print("| --- | --- | --- | --- |")
+    for size in (64, 1400):
+        t = tunnel[f"udp {size}"]
+        print(f"| {size} B packets | {t:,.0f} packets/s | {bus[size]:,.0f} messages/s | "
+              f"{t / bus[size]:.3f} |")
     print()
     for n in ("agent_1", "router", "agent_2"):
         print(f"{n}: {tunnel['cpu ' + n]:.3f} CPU s per 1000 packets during the UDP runs, "
