@@ -21,7 +21,8 @@ bench: setup bench-tools
 	$(BIN)/python scripts/bench.py
 	$(BIN)/python scripts/soak.py
 
-bench-tools:
+bench-tools: install
+	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install -q matplotlib
 	@command -v iperf3 >/dev/null 2>&1 || { \
 		echo "installing: iperf3"; \
 		DEBIAN_FRONTEND=noninteractive apt-get update -q && \

@@ -140,6 +140,9 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer, shorter runs")
     parser.add_argument("--wire", choices=("json", "raw"), default="json",
                         help="the agents' wire format")
+    parser.add_argument("--plot", default=os.path.join(os.path.dirname(__file__), "..",
+                                                       "docs", "bench.png"),
+                        help="where to write the PNG (default: docs/bench.png)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("the bench needs root (TUN interfaces and network namespaces)")
@@ -171,6 +174,7 @@ def main():
             for family, address in (("IPv4", v4), ("IPv6", v6)):
                 rtts, lost = ping_rtts(client, address, count=count)
                 rtts.sort()
+                results[path][f"rtts {family}"] = rtts
                 results[path][f"ping {family}"] = (
                     rtts[0], statistics.median(rtts), rtts[int(len(rtts) * 0.99) - 1], lost)
             results[path]["flood"] = flood(client, v4, seconds=2 if args.quick else 5)
@@ -231,7 +235,44 @@ def main():
     for n in ("agent_1", "router", "agent_2"):
         print(f"{n}: {tunnel['cpu ' + n]:.3f} CPU s per 1000 packets during the UDP runs, "
               f"peak RSS {rss[n]:.1f} MB")
+    plot(args.plot, args.wire, tunnel, kernel, bus)
     return 0
+
+
+def plot(path, wire_format, tunnel, kernel, bus):
+    """
+    Write a PNG: UDP throughput by packet size on a log scale (tunnel,
+    kernel, bus), and the distribution of the tunnel's ping round trips.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = (64, 1400)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    width = 0.27
+    for i, (label, values) in enumerate((
+            ("tunnel", [tunnel[f"udp {s}"] for s in sizes]),
+            ("bus limit (broker)", [bus[s] for s in sizes]),
+            ("kernel (veth)", [kernel[f"udp {s}"] for s in sizes]))):
+        left.bar([x + (i - 1) * width for x in range(len(sizes))], values, width, label=label)
+    left.set_yscale("log")
+    left.set_xticks(range(len(sizes)), [f"{s} B" for s in sizes])
+    left.set_xlabel("packet size")
+    left.set_ylabel("packets (messages) per second, < 1 % loss")
+    left.set_title(f"UDP throughput ({wire_format} wire format)")
+    left.legend()
+    for family in ("IPv4", "IPv6"):
+        rtts = tunnel[f"rtts {family}"]
+        right.plot(rtts, [(i + 1) / len(rtts) for i in range(len(rtts))], label=family)
+    right.set_xlabel("round-trip time through the tunnel (ms)")
+    right.set_ylabel("fraction of pings")
+    right.set_title("ping RTT distribution (200 pings, 10 ms apart)")
+    right.legend()
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    figure.savefig(path, dpi=90)
+    print(f"plot written to {path}")
 
 
 if __name__ == "__main__":
