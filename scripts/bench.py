@@ -20,7 +20,7 @@ import statistics
 import sys
 import time
 
-from ioppy_agent.lab import Namespace, Program, VHost, broker_rate, run
+from ioppy_agent.lab import Namespace, Program, Tunnel, broker_rate, run
 
 
 def veth_pair(cleanup, a, b):
@@ -129,10 +129,8 @@ def peak_rss_mb(pid):
     return 0.0
 
 
-def packets_moved(status_file):
-    with open(status_file, encoding="utf-8") as f:
-        s = json.load(f)
-    return s["packets"]["in"] + s["packets"]["out"]
+def packets_moved(status):
+    return status["packets"]["in"] + status["packets"]["out"]
 
 
 def main():
@@ -150,21 +148,12 @@ def main():
     rows = []
     with contextlib.ExitStack() as stack:
         cleanup = stack.callback
-        vhost = VHost(cleanup)
-        ns1, ns2, ns3, ns4 = (Namespace(cleanup) for _ in range(4))
+        tunnel_lab = Tunnel(cleanup, work, agent_args=["--wire", args.wire],
+                            status_interval=0.5)
+        vhost, ns1, ns2 = tunnel_lab.vhost, tunnel_lab.ns1, tunnel_lab.ns2
+        programs = tunnel_lab.programs
+        ns3, ns4 = Namespace(cleanup), Namespace(cleanup)
         veth_pair(cleanup, ns3, ns4)
-        status = {n: os.path.join(work, n + ".json") for n in ("router", "agent_1", "agent_2")}
-        common = ["--url", vhost.url, "--stats-interval", "0", "--status-interval", "0.5"]
-        router = Program(cleanup, "ioppy-router", *common, "--status-file", status["router"],
-                         log_dir=work)
-        router.wait_for("router connected to")
-        programs = {"router": router}
-        for name, ns in (("agent_1", ns1), ("agent_2", ns2)):
-            programs[name] = Program(cleanup, "ioppy-agent", *common, "--name", name,
-                                     "--netns", ns.name, "--status-file", status[name],
-                                     "--wire", args.wire, log_dir=work)
-            programs[name].wait_for(f"agent {name} connected to")
-        ns1.ping("10.2.0.2", count=3)
         paths = {"tunnel": (ns1, ns2, "10.2.0.2", "bbbb::2"),
                  "kernel": (ns3, ns4, "10.3.0.2", "fd03::2")}
         results = {p: {} for p in paths}
@@ -180,7 +169,8 @@ def main():
             results[path]["flood"] = flood(client, v4, seconds=2 if args.quick else 5)
             iperf = Iperf(cleanup, server, client, v4, work)
             before = {n: cpu_seconds(p.process.pid) for n, p in programs.items()}
-            moved = {n: packets_moved(status[n]) for n in programs} if path == "tunnel" else {}
+            moved = ({n: packets_moved(tunnel_lab.status(n)) for n in programs}
+                     if path == "tunnel" else {})
             for size in (64, 1400):
                 print(f"{path}: UDP {size} B ...", flush=True)
                 results[path][f"udp {size}"] = iperf.best_udp(
@@ -189,13 +179,12 @@ def main():
                 time.sleep(1)
                 for n, p in programs.items():
                     spent = cpu_seconds(p.process.pid) - before[n]
-                    packets = packets_moved(status[n]) - moved[n]
+                    packets = packets_moved(tunnel_lab.status(n)) - moved[n]
                     results[path][f"cpu {n}"] = 1000 * spent / max(packets, 1)
             print(f"{path}: TCP ...", flush=True)
             results[path]["tcp"] = iperf.tcp(seconds=3 if args.quick else 10)
         rss = {n: peak_rss_mb(p.process.pid) for n, p in programs.items()}
-        for p in programs.values():
-            p.terminate(timeout=10)
+        tunnel_lab.stop()
         print("bus: broker message rate ...", flush=True)
         bus = {size: broker_rate(vhost.url, size, args.wire, seconds=2 if args.quick else 5)
                for size in (64, 1400)}

@@ -11,13 +11,12 @@ program (goal: under 10 MB).
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 import tempfile
 import time
 
-from ioppy_agent.lab import Namespace, Program, VHost
+from ioppy_agent.lab import Program, Tunnel
 
 SENDER = r"""
 import socket, sys, time
@@ -50,14 +49,6 @@ def rss_kib(pid):
     return 0
 
 
-def status(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--packets", type=int, default=1_000_000)
@@ -69,21 +60,8 @@ def main():
     work = tempfile.mkdtemp(prefix="ioppy-soak-")
     with contextlib.ExitStack() as stack:
         cleanup = stack.callback
-        vhost = VHost(cleanup)
-        ns1, ns2 = Namespace(cleanup), Namespace(cleanup)
-        files = {name: os.path.join(work, name + ".json")
-                 for name in ("router", "agent_1", "agent_2")}
-        common = ["--url", vhost.url, "--stats-interval", "0", "--status-interval", "1"]
-        router = Program(cleanup, "ioppy-router", *common, "--status-file", files["router"],
-                         log_dir=work)
-        router.wait_for("router connected to")
-        programs = {"router": router}
-        for name, ns in (("agent_1", ns1), ("agent_2", ns2)):
-            programs[name] = Program(cleanup, "ioppy-agent", *common, "--name", name,
-                                     "--netns", ns.name, "--status-file", files[name],
-                                     log_dir=work)
-            programs[name].wait_for(f"agent {name} connected to")
-        ns1.ping("10.2.0.2", count=3)
+        tunnel = Tunnel(cleanup, work)
+        ns1, programs = tunnel.ns1, tunnel.programs
         time.sleep(2)
         baseline = {name: rss_kib(p.process.pid) for name, p in programs.items()}
         peak = dict(baseline)
@@ -99,7 +77,7 @@ def main():
             for name, p in programs.items():
                 peak[name] = max(peak[name], rss_kib(p.process.pid))
             if samples % 30 == 0:
-                s1 = status(files["agent_1"])
+                s1 = tunnel.status("agent_1")
                 print(f"  {samples:4d} s: agent_1 read {s1.get('packets', {}).get('out', 0):,}"
                       f" + dropped {sum(s1.get('drops', {}).values()):,}; RSS "
                       + ", ".join(f"{n} {rss_kib(p.process.pid) / 1024:.1f} MB"
@@ -109,9 +87,8 @@ def main():
         time.sleep(3)
         final = {name: rss_kib(p.process.pid) for name, p in programs.items()}
         sent, refused, seconds = sender.text().split()
-        for p in programs.values():
-            p.terminate(timeout=10)
-        counters = {name: status(path) for name, path in files.items()}
+        tunnel.stop()
+        counters = {name: tunnel.status(name) for name in programs}
     a1, r, a2 = counters["agent_1"], counters["router"], counters["agent_2"]
     print()
     print(f"offered {int(sent) + int(refused):,} datagrams in {float(seconds):.0f} s "
