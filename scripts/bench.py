@@ -16,8 +16,10 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 
 from ioppy_agent.lab import Namespace, Program, Tunnel, broker_rate, run
@@ -144,7 +146,7 @@ def main():
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("the bench needs root (TUN interfaces and network namespaces)")
-    work = __import__("tempfile").mkdtemp(prefix="ioppy-bench-")
+    work = tempfile.mkdtemp(prefix="ioppy-bench-")
     rows = []
     with contextlib.ExitStack() as stack:
         cleanup = stack.callback
@@ -225,6 +227,7 @@ def main():
         print(f"{n}: {tunnel['cpu ' + n]:.3f} CPU s per 1000 packets during the UDP runs, "
               f"peak RSS {rss[n]:.1f} MB")
     plot(args.plot, args.wire, tunnel, kernel, bus)
+    shutil.rmtree(work)
     return 0
 
 

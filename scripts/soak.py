@@ -12,6 +12,7 @@ program (goal: under 10 MB).
 import argparse
 import contextlib
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -106,6 +107,7 @@ def main():
               f"{final[name] / 1024:>7.1f} MB {growth / 1024:>+7.1f} MB")
     print()
     print(f"largest growth {worst / 1024:.1f} MB (goal: under 10 MB)")
+    shutil.rmtree(work)
     return 0
 
 
