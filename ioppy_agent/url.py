@@ -47,16 +47,6 @@ class BrokerURL:
     __str__ = masked
 
 
-def mask_password(text, url):
-    """
-    Remove C{url}'s password from C{text} wherever it appears, raw or
-    percent-encoded.
-    """
-    if url.password:
-        text = text.replace(url.password, "****")
-    return text
-
-
 def _mask_raw(text):
     """
     Mask whatever stands between C{://user:} and C{@} in a URL that could not
