@@ -143,4 +143,8 @@ class WireFormatTests(TunnelTestCase):
         self.assertPings(ns2, "bbbb::1")
         self.assertPings(ns1, "10.2.0.2", size=1372, count=3)
         self.assertStops(agent1, agent2, router)
-        self.assertIn("dropped 0", agent2.text().split("final: ")[-1])
+        # The kernel's own first packets (IPv6 router solicitations) may be
+        # dropped as 'not connected'; no packet may be refused for its format.
+        final = agent2.text().split("final: ")[-1]
+        self.assertNotIn("bad message", final)
+        self.assertNotIn("unknown content type", final)
