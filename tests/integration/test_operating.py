@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 from twisted.trial.unittest import SkipTest
 
@@ -337,8 +338,15 @@ class ObservabilityTests(TunnelTestCase):
         agent2 = self.agent("agent_2", ns2)
         self.assertPings(ns1, "10.2.0.2", count=3)
         agent1.wait_for(r"agent agent_1: out \d+ packets.*broker connected")
-        with open(status) as f:
-            state = json.load(f)
+        # The file is rewritten every 0.5 s: wait (at most 5 s) for the
+        # rewrite that counts the pings.
+        deadline = time.monotonic() + 5
+        while True:
+            with open(status) as f:
+                state = json.load(f)
+            if state["packets"]["in"] >= 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         self.assertEqual(state["state"], "connected")
         self.assertEqual(state["name"], "agent_1")
         self.assertGreaterEqual(state["packets"]["out"], 3)
