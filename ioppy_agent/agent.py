@@ -156,7 +156,8 @@ class AgentService(service.Service):
         except (TunError, netlink.NetlinkFailure, PcapError) as e:
             self._open_error = str(e)
             return
-        self.port = TunPort(device, self._from_tun, self._reactor, mtu=self.config.mtu)
+        self.port = TunPort(device, self._from_tun, self._reactor, mtu=self.config.mtu,
+                            batch_done=self._tun_batch_done)
         self._log.info(
             "interface {tun} up{where} with {ipv4}, {ipv6} and {ll}, MTU {mtu}",
             tun=self.config.tun_name, ipv4=str(self.addresses.ipv4),
@@ -205,6 +206,15 @@ class AgentService(service.Service):
         self.counters.moved("out", len(packet))
         if self.pcap is not None:
             self.pcap.write(packet)
+
+    def _tun_batch_done(self):
+        """
+        Send the packets just read from the TUN without waiting a reactor
+        turn.
+        """
+        session = self.connector.session
+        if session is not None:
+            session.flush()
 
     @defer.inlineCallbacks
     def _setup(self, session):

@@ -11,7 +11,7 @@ import struct
 from functools import lru_cache
 
 from twisted.application.internet import backoffPolicy
-from twisted.internet import defer
+from twisted.internet import abstract, defer
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.internet.error import DNSLookupError
@@ -300,6 +300,7 @@ class BusProtocol(AMQClient):
             if self.transport is not None and self.transport.disconnecting:
                 break
         self._buffer = buf[offset:] if offset < end else b""
+        self.flush()
         return None
 
     def _frame(self, kind, channel, buf, start, end):
@@ -377,12 +378,35 @@ class BusProtocol(AMQClient):
         if self.clock.seconds() - self._said >= self.heartbeatInterval * 0.5:
             AMQClient.send_heartbeat(self)
 
+    _unflushed = False
+
     def write_frames(self, data):
         """
-        Write already packed frames, in one go.
+        Write already packed frames, in one go.  They go out at the next
+        L{flush}, or when the reactor next finds the socket writable.
         """
         self.transport.write(data)
+        self._unflushed = True
         self._said = self.clock.seconds()
+
+    def flush(self):
+        """
+        Send what L{write_frames} buffered now, instead of one reactor turn
+        later: the end of a batch of deliveries or TUN reads calls this, so
+        that a packet spends no extra turn (an C{epoll_wait}) in our buffer.
+
+        Only a plain socket transport is flushed this way, and only while it
+        is not closing: its C{doWrite} then sends and, once the buffer is
+        empty, stops watching for writability.  Anything not sent (the socket
+        is full) stays buffered for the reactor, as would an error, which the
+        reactor then meets on its own C{doWrite}.
+        """
+        if not self._unflushed:
+            return
+        self._unflushed = False
+        transport = self.transport
+        if isinstance(transport, abstract.FileDescriptor) and not transport.disconnecting:
+            transport.doWrite()
 
 
 class BusFactory(Factory):
@@ -557,6 +581,12 @@ class BusSession:
         frame = (head, properties + _END)
         self._header_frames[content_type] = frame
         return frame
+
+    def flush(self):
+        """
+        Send the messages published so far now (see L{BusProtocol.flush}).
+        """
+        self.client.flush()
 
     def publish_message(self, message):
         """

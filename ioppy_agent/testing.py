@@ -91,6 +91,7 @@ class RecordingSession:
         blocked session does.
     @ivar locked: Whether queues are held by another connection, so that
         C{declare_queue} fails with its C{when_locked} error.
+    @ivar flushes: The number of messages published before each C{flush}.
     """
 
     def __init__(self):
@@ -102,6 +103,7 @@ class RecordingSession:
         self.closed = False
         self.refused = None
         self.close_calls = []
+        self.flushes = []
 
     def declare_queue(self, name, bindings, when_locked, max_length=1000):
         if self.locked:
@@ -129,6 +131,9 @@ class RecordingSession:
 
     def publish_message(self, message):
         return self.publish(message.routing_key, message.body, message.content_type)
+
+    def flush(self):
+        self.flushes.append(len(self.published))
 
     def deliver(self, queue, routing_key, body, content_type="application/json"):
         """

@@ -147,17 +147,20 @@ class TunPort(abstract.FileDescriptor):
     _log = Logger()
     max_packets_per_read = 64
 
-    def __init__(self, device, handler, reactor, mtu=1500):
+    def __init__(self, device, handler, reactor, mtu=1500, batch_done=None):
         """
         @param device: An open L{ITunDevice}.
         @param handler: Called with each packet read, as C{bytes}.
         @param reactor: An L{IReactorFDSet}.
         @param mtu: The interface MTU; reads take up to C{mtu} bytes, so a
             longer packet is cut (the kernel never sends one).
+        @param batch_done: Called with no arguments after each L{doRead} that
+            handed at least one packet to C{handler}, or C{None}.
         """
         abstract.FileDescriptor.__init__(self, reactor)
         self.device = device
         self.handler = handler
+        self.batch_done = batch_done
         self.read_size = max(mtu, 68)
         self.drops = {}
         self.connected = 1
@@ -174,21 +177,28 @@ class TunPort(abstract.FileDescriptor):
         read = self.device.read
         handler = self.handler
         size = self.read_size
+        handled = 0
         for _ in range(self.max_packets_per_read):
             try:
                 packet = read(size)
             except BlockingIOError:
-                return None
+                break
             except InterruptedError:
                 continue
             except OSError as e:
                 self._log.error("reading the TUN interface failed: {error}",
                                 error=e.strerror or e)
-                return None
+                break
+            handled += 1
             try:
                 handler(packet)
             except Exception:
                 self._log.failure("handling a packet read from the TUN failed")
+        if handled and self.batch_done is not None:
+            try:
+                self.batch_done()
+            except Exception:
+                self._log.failure("finishing a batch of packets read from the TUN failed")
         return None
 
     def write_packet(self, packet):

@@ -250,6 +250,16 @@ class BusTests(AgentTestCase):
         self.assertEqual((obj["timestamp"], obj["interface_name"]), (1764242400.5, "tun0"))
         self.assertEqual(self.agent.counters.packets["out"], 1)
 
+    def test_tun_batch_flushed(self):
+        """
+        After each batch of packets read from the TUN, the session is told to
+        send what was published, once.
+        """
+        device, session = self.connect()
+        device.inbound.extend([PACKET, PACKET, PACKET])
+        self.agent.port.doRead()
+        self.assertEqual(session.flushes, [3])
+
     def test_tun_while_refused(self):
         """
         While the session refuses to publish (send buffer full, broker

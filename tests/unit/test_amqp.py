@@ -5,11 +5,11 @@ through txamqp's own L{AMQPump} with a L{Clock}.
 
 import struct
 
-from twisted.internet import defer
+from twisted.internet import abstract, defer
 from twisted.internet.error import DNSLookupError
 from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import MemoryReactor, MemoryReactorClock
 from twisted.names import dns
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
@@ -165,6 +165,98 @@ class NoDelayTests(SynchronousTestCase):
         BusProtocol(load_spec(), "/", 0, Clock(), {}).makeConnection(transport)
         self.assertTrue(transport.nodelay)
         self.assertTrue(transport.value().startswith(b"AMQP"))
+
+
+class SocketTransport(abstract.FileDescriptor):
+    """
+    A transport with Twisted's own write buffering, on a fake socket that
+    takes at most C{room} bytes per send.
+
+    @ivar sent: Each send, as C{bytes}.
+    """
+
+    def __init__(self, room=1 << 20):
+        abstract.FileDescriptor.__init__(self, MemoryReactor())
+        self.connected = 1
+        self.room = room
+        self.sent = []
+
+    def writeSomeData(self, data):
+        data = bytes(data[:self.room])
+        self.sent.append(data)
+        return len(data)
+
+
+class FlushTests(SynchronousTestCase):
+    """
+    What is published while handling a batch goes out at the end of the
+    batch, not one reactor turn later.
+    """
+
+    def setUp(self):
+        self.client = BusProtocol(load_spec(), "/", 0, Clock(), {})
+        self.transport = SocketTransport()
+        self.client.makeConnection(self.transport)
+        self.transport.doWrite()  # the protocol header
+        self.transport.sent.clear()
+
+    def test_flush_sends_buffered_frames(self):
+        """
+        L{BusProtocol.flush} sends everything written since the last flush in
+        one send and stops watching the socket for writability.
+        """
+        self.client.write_frames(b"one")
+        self.client.write_frames(b"two")
+        self.assertEqual(self.transport.sent, [])
+        self.assertIn(self.transport, self.transport.reactor.getWriters())
+        self.client.flush()
+        self.assertEqual(self.transport.sent, [b"onetwo"])
+        self.assertNotIn(self.transport, self.transport.reactor.getWriters())
+        self.client.flush()
+        self.assertEqual(self.transport.sent, [b"onetwo"])
+
+    def test_full_socket_keeps_the_rest(self):
+        """
+        What the socket does not take stays buffered, and the reactor goes
+        on watching for writability to send it.
+        """
+        self.transport.room = 2
+        self.client.write_frames(b"abcdef")
+        self.client.flush()
+        self.assertEqual(self.transport.sent, [b"ab"])
+        self.assertIn(self.transport, self.transport.reactor.getWriters())
+        self.transport.room = 100
+        self.transport.doWrite()
+        self.assertEqual(self.transport.sent, [b"ab", b"cdef"])
+
+    def test_closing_transport_left_to_the_reactor(self):
+        """
+        A transport that is closing is not flushed: the reactor finishes
+        writing and then closes it.
+        """
+        self.client.write_frames(b"bye")
+        self.transport.disconnecting = True
+        self.client.flush()
+        self.assertEqual(self.transport.sent, [])
+
+    def test_deliveries_answered_in_the_same_read(self):
+        """
+        Messages published by a consumer while it handles the deliveries of
+        one read are sent before that read's C{dataReceived} returns.
+        """
+        spec = self.client.spec
+        basic = spec.classes.byname["basic"]
+        deliver = basic.methods.byname["deliver"]
+        stream = b"".join(
+            self.client._pack_frame(Frame(1, payload)) for n in range(3) for payload in (
+                Method(deliver, "ioppy-1", n + 1, False, "amq.topic", f"k{n}"),
+                Header(basic, 0, 1, **{"content-type": "application/octet-stream"}),
+                Body(b"x")))
+        self.client.frame_mode = True
+        self.client.consumers["ioppy-1"] = (
+            lambda key, body, kind: self.client.write_frames(key.encode("ascii")))
+        self.client.dataReceived(stream)
+        self.assertEqual(self.transport.sent, [b"k0k1k2"])
 
 
 class LoginTests(ProtocolTestCase):

@@ -52,6 +52,40 @@ class TunPortTests(SynchronousTestCase):
         self.port.doRead()
         self.assertEqual(len(self.got), 5)
 
+    def test_batch_done_after_each_read(self):
+        """
+        C{batch_done} is called once after each C{doRead} that handed
+        packets to the handler, after the last of them, and not after a read
+        that found nothing.
+        """
+        calls = []
+        port = tun.TunPort(self.device, self.got.append, self.reactor,
+                           batch_done=lambda: calls.append(len(self.got)))
+        port.max_packets_per_read = 2
+        self.device.inbound.extend([b"\x45a", b"\x45b", b"\x45c"])
+        port.doRead()
+        port.doRead()
+        port.doRead()
+        self.assertEqual(calls, [2, 3])
+
+    def test_batch_done_error_contained(self):
+        """
+        An exception from C{batch_done} is logged; reading goes on.
+        """
+        def fail():
+            raise RuntimeError("flush failed")
+
+        port = tun.TunPort(self.device, self.got.append, self.reactor, batch_done=fail)
+        self.device.inbound.append(b"\x45a")
+        with capturedLogs() as events:
+            port.doRead()
+        self.device.inbound.append(b"\x45b")
+        with capturedLogs():
+            port.doRead()
+        self.assertEqual(self.got, [b"\x45a", b"\x45b"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
+        self.assertIn("finishing a batch", events[0]["log_format"])
+
     def test_read_size_is_mtu(self):
         """
         Reads ask for up to the MTU.
