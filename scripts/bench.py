@@ -265,6 +265,7 @@ def plot(path, wire_format, tunnel, kernel, bus):
             ("kernel (veth)", [kernel[f"udp {s}"] for s in sizes]))):
         left.bar([x + (i - 1) * width for x in range(len(sizes))], values, width, label=label)
     left.set_yscale("log")
+    left.set_ylim(bottom=1000)
     left.set_xticks(range(len(sizes)), [f"{s} B" for s in sizes])
     left.set_xlabel("packet size")
     left.set_ylabel("packets (messages) per second, < 1 % loss")
