@@ -191,6 +191,33 @@ def packet_of(body, content_type):
     raise UnknownContentType(f"content type {content_type!r} is neither {JSON} nor {RAW}")
 
 
+def check_shape(body, content_type):
+    """
+    Check, without decoding it, that a packet message has the shape of one:
+    a raw body that is not empty, or a JSON body that is an object with a
+    C{data} field.  This is what the router checks before it forwards a
+    body unchanged; the receiving agent decodes and checks the packet
+    itself (L{packet_of}).
+
+    @return: The body, as C{bytes}.
+    @raise UnknownContentType: for a content type of neither format.
+    @raise BadMessage: for a body of the wrong shape.
+    """
+    body = as_bytes(body)
+    if content_type == RAW:
+        if not body:
+            raise BadMessage("the raw body is empty")
+        return body
+    if content_type not in (JSON, None, ""):
+        raise UnknownContentType(f"content type {content_type!r} is neither {JSON} nor {RAW}")
+    text = body.strip()
+    if text[:1] != b"{" or text[-1:] != b"}":
+        raise BadMessage("body is not a JSON object")
+    if b'"data"' not in text:
+        raise BadMessage("body has no 'data' field")
+    return body
+
+
 def control(routing_key, **fields):
     """
     @return: A control L{Message} with ioppytest's C{_api_version} field.

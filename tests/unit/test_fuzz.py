@@ -108,7 +108,10 @@ class RouterFuzzTests(SynchronousTestCase):
     """
 
     def setUp(self):
-        self.router = PacketRouter(Clock())
+        # Capturing, the router decodes every packet, so it must drop every
+        # malformed one; L{test_bad_messages_not_decoded} checks the router
+        # that does not.
+        self.router = PacketRouter(Clock(), capture=lambda packet: None)
         self.router.route(wire.COMPONENT_READY, b'{"component": "agent_2"}', None)
         self.forwarded = 0
         self.tried = 0
@@ -131,3 +134,24 @@ class RouterFuzzTests(SynchronousTestCase):
         self.assertEqual(self.router.agents, {"agent_1", "agent_2"})
         self.assertEqual(self.router.to_drop, 0)
         self.tried += 1
+
+    @FUZZ
+    @given(body=malformed)
+    def test_bad_messages_not_decoded(self, body):
+        """
+        The router that does not capture checks only a packet's shape: each
+        malformed packet is either dropped there or forwarded unchanged, and
+        then it is one the receiving agent's decoding refuses.  The good
+        packet after each is forwarded.
+        """
+        router = PacketRouter(Clock())
+        router.route(wire.COMPONENT_READY, b'{"component": "agent_2"}', None)
+        out = router.route(wire.packet_from("agent_1"), body, wire.JSON)
+        if out:
+            self.assertEqual([(m.routing_key, m.body) for m in out],
+                             [(wire.packet_to("agent_2"), body)])
+            self.assertRaises(wire.BadMessage, wire.packet_of, out[0].body, out[0].content_type)
+        else:
+            self.assertEqual(router.counters.drops["bad message"], 1)
+        good = router.route(wire.packet_from("agent_1"), GOOD, wire.JSON)
+        self.assertEqual([m.body for m in good], [GOOD])

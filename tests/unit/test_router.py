@@ -122,20 +122,51 @@ class RouteTests(SynchronousTestCase):
 
     def test_malformed_dropped(self):
         """
-        Malformed packet bodies and control messages are counted and dropped;
-        the router keeps routing good ones, warning at most once per interval.
+        Packet bodies of the wrong shape and malformed control messages are
+        counted and dropped; the router keeps routing good ones, warning at
+        most once per interval.
         """
         self.router.route(*ready("agent_2"), None)
         with capturedLogs() as events:
-            for body in (b"junk", b'{"x": 1}', b'{"data": 5}', b'{"data": [1, 999]}'):
-                self.assertEqual(self.send("agent_1", body), [])
+            for body, content_type in ((b"junk", wire.JSON), (b'{"x": 1}', wire.JSON),
+                                       (b"[1, 2]", wire.JSON), (b"", wire.RAW),
+                                       (BODY, "text/plain")):
+                self.assertEqual(self.send("agent_1", body, content_type), [])
             self.router.route(wire.LOSSY_LINK_START, b'{"number_of_packets_to_drop": "x"}',
                               None)
             self.router.route(wire.COMPONENT_READY, b"[]", None)
             self.assertEqual(len(self.send("agent_1")), 1)
-        self.assertEqual(self.router.counters.drops["bad message"], 6)
+        self.assertEqual(self.router.counters.drops["bad message"], 7)
         self.assertEqual(self.router.to_drop, 0)
         self.assertEqual(len([e for e in events if "dropped" in e["log_format"]]), 1)
+
+    def test_packet_not_decoded(self):
+        """
+        A JSON body of the right shape is forwarded unchanged without being
+        decoded: a packet that is wrong inside (here a byte out of range) is
+        left to the receiving agent, which decodes it.  Message bytes are
+        counted in and out.
+        """
+        self.router.route(*ready("agent_2"), None)
+        body = b' {"data": [69, 999], "interface_name": "tun0"}\n'
+        [message] = self.send("agent_1", body)
+        self.assertEqual(message.body, body)
+        self.assertEqual(self.router.counters.drops, {})
+        self.assertEqual(self.router.counters.bytes["in"], len(body))
+
+    def test_capture_decodes(self):
+        """
+        A router that captures packets decodes each one, and drops those that
+        do not decode.
+        """
+        captured = []
+        router = PacketRouter(Clock(), capture=captured.append)
+        router.route(*ready("agent_2"), None)
+        self.assertEqual(router.route(wire.packet_from("agent_1"), b'{"data": [69, 999]}',
+                                      wire.JSON), [])
+        self.assertEqual(router.counters.drops["bad message"], 1)
+        self.assertEqual(len(router.route(wire.packet_from("agent_1"), BODY, wire.JSON)), 1)
+        self.assertEqual(captured, [wire.decode_packet(BODY)])
 
     def test_malformed_sender_not_learned(self):
         """

@@ -124,6 +124,39 @@ class PacketOfTests(SynchronousTestCase):
         self.assertRaises(wire.UnknownContentType, wire.packet_of, b"\x45", "text/plain")
 
 
+class CheckShapeTests(SynchronousTestCase):
+    """
+    L{wire.check_shape} looks at a packet message without decoding it.
+    """
+
+    def test_good_shapes(self):
+        """
+        A JSON object with a C{data} field (around whitespace, and as the
+        C{str} txamqp may hand back) and a non-empty raw body pass, as
+        C{bytes}.
+        """
+        body = wire.encode_packet(b"\x45\x00", 1.0)
+        for content_type in (wire.JSON, None, ""):
+            self.assertEqual(wire.check_shape(body, content_type), body)
+        self.assertEqual(wire.check_shape(b'\n {"data": [1]} \r\n', wire.JSON),
+                         b'\n {"data": [1]} \r\n')
+        self.assertEqual(wire.check_shape(body.decode("ascii"), wire.JSON), body)
+        self.assertEqual(wire.check_shape(b"\xff", wire.RAW), b"\xff")
+
+    def test_bad_shapes(self):
+        """
+        Anything else is a bad message, saying why.
+        """
+        for body, why in ((b"junk", "not a JSON object"), (b"[1]", "not a JSON object"),
+                          (b"", "not a JSON object"), (b'{"x": [1]', "not a JSON object"),
+                          (b'{"x": [1]}', "no 'data' field")):
+            with self.assertRaises(wire.BadMessage) as caught:
+                wire.check_shape(body, wire.JSON)
+            self.assertIn(why, str(caught.exception))
+        self.assertRaises(wire.BadMessage, wire.check_shape, b"", wire.RAW)
+        self.assertRaises(wire.UnknownContentType, wire.check_shape, b"{}", "text/plain")
+
+
 class KeyTests(SynchronousTestCase):
     """
     Routing keys.
