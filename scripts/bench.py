@@ -104,7 +104,7 @@ class Iperf:
         received = total["packets"] - total["lost_packets"]
         return received / total["seconds"], total["lost_percent"]
 
-    def best_udp(self, size, low=100.0, high=400_000.0, steps=7):
+    def best_udp(self, size, low=100.0, high=400_000.0, steps=9):
         """
         @return: The highest offered rate (datagrams/s) with under 1 % loss,
             found by bisection between C{low} and C{high}.
@@ -188,7 +188,7 @@ def main():
             for size in (64, 1400):
                 print(f"{path}: UDP {size} B ...", flush=True)
                 results[path][f"udp {size}"] = iperf.best_udp(
-                    size, steps=4 if args.quick else 7)
+                    size, steps=4 if args.quick else 9)
             if path == "tunnel":
                 time.sleep(1)
                 for n, p in programs.items():
