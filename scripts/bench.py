@@ -265,12 +265,12 @@ def plot(path, wire_format, tunnel, kernel, bus):
             ("kernel (veth)", [kernel[f"udp {s}"] for s in sizes]))):
         left.bar([x + (i - 1) * width for x in range(len(sizes))], values, width, label=label)
     left.set_yscale("log")
-    left.set_ylim(bottom=1000)
+    left.set_ylim(1000, 1e7)
     left.set_xticks(range(len(sizes)), [f"{s} B" for s in sizes])
     left.set_xlabel("packet size")
     left.set_ylabel("packets (messages) per second, < 1 % loss")
     left.set_title(f"UDP throughput ({wire_format} wire format)")
-    left.legend()
+    left.legend(loc="upper left", ncol=3, fontsize="small")
     for family in ("IPv4", "IPv6"):
         rtts = tunnel[f"rtts {family}"]
         right.plot(rtts, [(i + 1) / len(rtts) for i in range(len(rtts))], label=family)
