@@ -405,7 +405,8 @@ class BusProtocol(AMQClient):
             return
         self._unflushed = False
         transport = self.transport
-        if isinstance(transport, abstract.FileDescriptor) and not transport.disconnecting:
+        if (isinstance(transport, abstract.FileDescriptor) and transport.connected
+                and not transport.disconnecting):
             transport.doWrite()
 
 

@@ -239,6 +239,15 @@ class FlushTests(SynchronousTestCase):
         self.client.flush()
         self.assertEqual(self.transport.sent, [])
 
+    def test_lost_transport_not_written(self):
+        """
+        Once the connection is lost, a flush writes nothing.
+        """
+        self.client.write_frames(b"late")
+        self.transport.connected = 0
+        self.client.flush()
+        self.assertEqual(self.transport.sent, [])
+
     def test_deliveries_answered_in_the_same_read(self):
         """
         Messages published by a consumer while it handles the deliveries of
