@@ -6,6 +6,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SOURCES := $(shell find ioppy_agent twisted -name '*.py' -o -name '*.xml') setup.cfg setup.py
+# Where make bench writes its tables and plot (git ignores bench-results/).
+ifndef BENCH_OUT
+BENCH_OUT := bench-results/$(shell date -u +%Y%m%d-%H%M%S)
+endif
 
 .PHONY: demo test bench bench-tools unit integration setup system test-tools broker tun install clean
 
@@ -16,10 +20,12 @@ test: setup test-tools
 	$(BIN)/python -m twisted.trial --temp-directory=_trial_temp tests
 
 # The bench: latency and throughput of the tunnel next to the kernel's own
-# path, then the soak (1,000,000 packets, memory sampled).
+# path, then the soak (1,000,000 packets, memory sampled).  Results go to
+# $(BENCH_OUT); copy a run into docs/ on purpose.
 bench: setup bench-tools
-	$(BIN)/python scripts/bench.py
-	$(BIN)/python scripts/soak.py
+	$(BIN)/python scripts/bench.py --out $(BENCH_OUT)
+	$(BIN)/python scripts/soak.py --out $(BENCH_OUT)
+	@echo "bench results in $(BENCH_OUT)"
 
 bench-tools: install
 	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install -q matplotlib
@@ -68,8 +74,11 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 
 # Installed non-editable: a PEP 660 editable install hides the plugin from
-# twistd.  The plugin cache is rebuilt after every install.
+# twistd.  setuptools' build/ is removed first, or a module deleted from the
+# tree would still be in the wheel.  The plugin cache is rebuilt after every
+# install.
 $(VENV)/.installed: $(BIN)/python $(SOURCES)
+	rm -rf build
 	$(BIN)/pip install -q '.[test]'
 	cd / && $(CURDIR)/$(BIN)/python -c 'from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))'
 	touch $@

@@ -15,11 +15,28 @@ import sys
 from twisted.application import service
 from twisted.logger import Logger
 
+from .bus.errors import AccessRefused, ExchangeMissing, LoginRefused, QueueLocked, TLSFailed
+
 # Exit statuses, as the README lists them.
 EXIT_FAILURE = 1      # bad options; TUN, namespace or interface set-up failed
 EXIT_DUPLICATE = 2    # the name (or the router's queue) is taken on the vhost
 EXIT_REFUSED = 3      # the broker refused the login, the vhost or the exchange
 EXIT_TLS = 4          # the broker's TLS certificate did not verify
+
+_EXIT_STATUS = ((QueueLocked, EXIT_DUPLICATE), (LoginRefused, EXIT_REFUSED),
+                (AccessRefused, EXIT_REFUSED), (ExchangeMissing, EXIT_REFUSED),
+                (TLSFailed, EXIT_TLS))
+
+
+def exit_status_of(error):
+    """
+    @param error: The L{ioppy_agent.bus.FatalBusError} a program gave up on.
+    @return: The exit status for it.
+    """
+    for kind, status in _EXIT_STATUS:
+        if isinstance(error, kind):
+            return status
+    return EXIT_FAILURE
 
 
 class ProcessControl(service.Service):

@@ -1,14 +1,32 @@
 """
-Counters of what was moved and dropped, and warnings that cannot flood the
-log.
+Counters of what was moved and dropped, warnings that cannot flood the log,
+and the L{Reporter} service that logs summaries and keeps the status file.
 """
 
 import json
 import os
 from collections import Counter
+from dataclasses import dataclass
+from typing import Optional
 
+from twisted.application import service
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """
+    What a program reports about itself.
+
+    @ivar stats_interval: Seconds between summary lines; 0 for none.
+    @ivar status_file: Path of the JSON status file, or C{None}.
+    @ivar status_interval: Seconds between rewrites of the status file.
+    """
+
+    stats_interval: float = 60.0
+    status_file: Optional[str] = None
+    status_interval: float = 5.0
 
 
 class Counters:
@@ -55,35 +73,36 @@ class WarnLimiter:
         return True
 
 
-class Reporter:
+class Reporter(service.Service):
     """
-    Logs a one-line summary every C{interval} seconds and keeps a JSON
+    Logs a one-line summary every C{stats_interval} seconds and keeps a JSON
     status file rewritten atomically every C{status_interval} seconds (and
-    at the end), like OpenVPN's status file.
+    at the end), like OpenVPN's status file.  Stopping it logs the final
+    summary and writes the final status.
     """
 
     _log = Logger()
+    name = "reporter"
 
-    def __init__(self, clock, describe, interval=60.0, status_file=None,
-                 status_interval=5.0):
+    def __init__(self, clock, describe, config=ReportConfig()):
         """
         @param describe: Returns C{(line, status)}: the summary line, and a
             JSON-able dict for the status file.
-        @param interval: Seconds between summary lines; 0 for none.
-        @param status_file: Path of the status file, or C{None}.
+        @param config: A L{ReportConfig}.
         """
         self._clock = clock
         self._describe = describe
-        self._interval = interval
-        self._status_file = status_file
-        self._status_interval = status_interval
+        self._interval = config.stats_interval
+        self._status_file = config.status_file
+        self._status_interval = config.status_interval
         self._loops = []
         self._status_failed = False
 
-    def start(self):
+    def startService(self):
         """
         Start the periodic summary and status file.
         """
+        service.Service.startService(self)
         if self._interval > 0:
             self._loop(self.summarise, self._interval)
         if self._status_file:
@@ -123,10 +142,13 @@ class Reporter:
         else:
             self._status_failed = False
 
-    def stop(self):
+    def stopService(self):
         """
         Stop the loops, log the final summary and write the final status.
         """
+        if not self.running:
+            return
+        service.Service.stopService(self)
         for loop in self._loops:
             if loop.running:
                 loop.stop()

@@ -2,8 +2,10 @@
 Command-line options and service construction for the twistd plugins
 C{ioppy-agent} and C{ioppy-router}.
 
-C{postOptions} validates and converts every option; C{make_*_service} only
-builds objects and does no I/O.
+C{postOptions} validates and converts every option; the options both
+programs share are parsed once, by L{CommonOptions}, into a
+L{BusConfig} and a L{ReportConfig}.  C{make_*_service} only builds
+objects and does no I/O.
 """
 
 import math
@@ -15,11 +17,12 @@ from twisted.python import usage
 
 from .addressing import BadAddress, check_name, default_addresses
 from .agent import AgentConfig, AgentService
-from .amqp import DEFAULT_HEARTBEAT
+from .bus import DEFAULT_EXCHANGE, DEFAULT_HEARTBEAT, BusConfig
+from .bus.tls import TLSConfigError, TLSSettings, load_ca, load_client_certificate
 from .process import ProcessControl
-from .router import BadTopology, RouterConfig, RouterService, parse_topology
+from .router import BadTopology, RouterConfig, RouterService, read_topology
+from .stats import ReportConfig
 from .tun import IFNAMSIZ
-from .tls import TLSConfigError, TLSSettings, load_ca, load_client_certificate
 from .url import DEFAULT_URL, BadURL, parse_amqp_url
 from .wire import WIRE_FORMATS
 
@@ -72,16 +75,18 @@ def read_url_file(path):
     return urls
 
 
-class _BusOptions(usage.Options):
+class CommonOptions(usage.Options):
     """
-    Options shared by the agent and the router.
+    The options both programs take: where the bus is, and what to report.
+    L{postOptions} leaves a L{BusConfig} in C{self["bus"]} and a
+    L{ReportConfig} in C{self["report"]}.
     """
 
     optParameters = [
         ["url-file", None, None,
          "Read the AMQP URLs from this file, one per line (keeps the password out "
          "of ps)."],
-        ["exchange", "x", "amq.topic", "Topic exchange to publish and bind on."],
+        ["exchange", "x", DEFAULT_EXCHANGE, "Topic exchange to publish and bind on."],
         ["tls-ca", None, None, "amqps: PEM file of the CAs that sign the broker's "
                                "certificate (default: the system's CAs)."],
         ["tls-cert", None, None, "amqps: PEM client certificate to present."],
@@ -137,6 +142,11 @@ class _BusOptions(usage.Options):
         _number(self, "stats-interval", 0)
         _number(self, "status-interval", 0, strictly=True)
         _writable_path(self, "status-file")
+        self["bus"] = BusConfig(urls=tuple(self["urls"]), exchange=self["exchange"],
+                                tls=self["tls"], heartbeat=self["heartbeat"])
+        self["report"] = ReportConfig(stats_interval=self["stats-interval"],
+                                      status_file=self["status-file"],
+                                      status_interval=self["status-interval"])
 
     def _tls(self):
         given = [k for k in ("tls-ca", "tls-cert", "tls-key") if self[k] is not None]
@@ -154,19 +164,8 @@ class _BusOptions(usage.Options):
             raise usage.UsageError(str(e)) from None
         return TLSSettings(ca, cert)
 
-    def bus_settings(self):
-        """
-        @return: The keyword arguments every service config takes from these
-            options.
-        """
-        return dict(url=self["url"], fallback_urls=tuple(self["urls"][1:]),
-                    exchange=self["exchange"], tls=self["tls"],
-                    heartbeat=self["heartbeat"], stats_interval=self["stats-interval"],
-                    status_file=self["status-file"],
-                    status_interval=self["status-interval"])
 
-
-class AgentOptions(_BusOptions):
+class AgentOptions(CommonOptions):
     """
     Options of C{twistd ioppy-agent}.
     """
@@ -178,7 +177,7 @@ class AgentOptions(_BusOptions):
         "packets consumed from toAgent.<name>.ip.tun.packet.raw are written "
         "into it. Needs root (or CAP_NET_ADMIN) and /dev/net/tun.")
 
-    optParameters = _BusOptions.optParameters + [
+    optParameters = CommonOptions.optParameters + [
         ["name", "N", None, "Agent name (letters, digits, '_', '-'), such as agent_1. "
                             "Required."],
         ["ipv4", None, None, "IPv4 address/prefix of the TUN (default 10.2.0.N/24 "
@@ -198,7 +197,7 @@ class AgentOptions(_BusOptions):
     ]
 
     def postOptions(self):
-        _BusOptions.postOptions(self)
+        CommonOptions.postOptions(self)
         if self["name"] is None:
             raise usage.UsageError("--name is required, for example --name agent_1")
         try:
@@ -225,8 +224,17 @@ class AgentOptions(_BusOptions):
         if self["wire"] not in WIRE_FORMATS:
             raise usage.UsageError(f"--wire {self['wire']!r}: use json or raw")
 
+    def config(self):
+        """
+        @return: The L{AgentConfig} these options describe.
+        """
+        return AgentConfig(
+            name=self["name"], addresses=self["addresses"], bus=self["bus"],
+            report=self["report"], mtu=self["mtu"], tun_name=self["tun-name"],
+            netns=self["netns"], pcap=self["pcap"], wire=self["wire"])
 
-class RouterOptions(_BusOptions):
+
+class RouterOptions(CommonOptions):
     """
     Options of C{twistd ioppy-router}.
     """
@@ -237,7 +245,7 @@ class RouterOptions(_BusOptions):
         "toAgent.<peer>.ip.tun.packet.raw for the agents that should see it: "
         "every other agent known on the vhost, or the links of --topology.")
 
-    optParameters = _BusOptions.optParameters + [
+    optParameters = CommonOptions.optParameters + [
         ["topology", "t", None,
          'JSON file of fixed routes: {"links": [["agent_1", "agent_2"]], '
          '"observers": ["agent_TT"]}'],
@@ -245,18 +253,21 @@ class RouterOptions(_BusOptions):
     ]
 
     def postOptions(self):
-        _BusOptions.postOptions(self)
+        CommonOptions.postOptions(self)
         if self["pcap-dir"] is not None and not os.path.isdir(self["pcap-dir"]):
             raise usage.UsageError(f"--pcap-dir {self['pcap-dir']} is not a directory")
         if self["topology"] is not None:
-            path = self["topology"]
             try:
-                with open(path, encoding="utf-8") as f:
-                    self["topology"] = parse_topology(f.read())
-            except OSError as e:
-                raise usage.UsageError(f"--topology {path}: {e.strerror}") from None
+                self["topology"] = read_topology(self["topology"])
             except BadTopology as e:
-                raise usage.UsageError(f"--topology {path}: {e}") from None
+                raise usage.UsageError(f"--topology {e}") from None
+
+    def config(self):
+        """
+        @return: The L{RouterConfig} these options describe.
+        """
+        return RouterConfig(bus=self["bus"], report=self["report"],
+                            topology=self["topology"], pcap_dir=self["pcap-dir"])
 
 
 def _wrap(child, process):
@@ -270,30 +281,25 @@ def _wrap(child, process):
     return parent
 
 
-def make_agent_service(options, reactor=None, process=None):
-    """
-    @return: The agent service for parsed L{AgentOptions}.
-    """
+def _reactor_and_process(reactor, process):
     if reactor is None:
         from twisted.internet import reactor
     if process is None:
         process = ProcessControl(reactor)
-    config = AgentConfig(
-        name=options["name"], addresses=options["addresses"], mtu=options["mtu"],
-        tun_name=options["tun-name"], netns=options["netns"], pcap=options["pcap"],
-        wire=options["wire"],
-        **options.bus_settings())
-    return _wrap(AgentService(reactor, config, process), process)
+    return reactor, process
+
+
+def make_agent_service(options, reactor=None, process=None):
+    """
+    @return: The agent service for parsed L{AgentOptions}.
+    """
+    reactor, process = _reactor_and_process(reactor, process)
+    return _wrap(AgentService(reactor, options.config(), process), process)
 
 
 def make_router_service(options, reactor=None, process=None):
     """
     @return: The router service for parsed L{RouterOptions}.
     """
-    if reactor is None:
-        from twisted.internet import reactor
-    if process is None:
-        process = ProcessControl(reactor)
-    config = RouterConfig(topology=options["topology"], pcap_dir=options["pcap-dir"],
-                          **options.bus_settings())
-    return _wrap(RouterService(reactor, config, process), process)
+    reactor, process = _reactor_and_process(reactor, process)
+    return _wrap(RouterService(reactor, options.config(), process), process)

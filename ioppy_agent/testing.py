@@ -1,14 +1,20 @@
 """
 In-memory stand-ins for the TUN device, netlink and the bus, so that the
-agent and router can be tested without root, a kernel or a broker.
+agent and router can be tested without root, a kernel or a broker: a TUN
+device, netlink, a recording session and connector, and L{BusPump}, a
+broker's end of the AMQP connection driven by the test.
 """
 
 import errno
+import struct
 from collections import deque
 
 from twisted.internet import defer
+from txamqp.connection import Frame
+from txamqp.testing import AMQPump
 from zope.interface import implementer
 
+from .bus import FatalBusError, QueueLocked, State
 from .tun import ITunDevice
 
 
@@ -81,16 +87,17 @@ class MemoryLinks:
 
 class RecordingSession:
     """
-    Stands in for L{ioppy_agent.amqp.BusSession}.
+    Stands in for L{ioppy_agent.bus.BusSession}.
 
     @ivar published: C{(routing_key, body, content_type)} per publish.
     @ivar queues: C{name: bindings} per declared queue.
     @ivar consumers: C{queue: handler}.
+    @ivar oversize: C{queue: oversize callable}.
     @ivar declare_error: An exception C{declare_queue} fails with.
     @ivar refused: Set to a reason to make publishing refuse, as a paused or
         blocked session does.
     @ivar locked: Whether queues are held by another connection, so that
-        C{declare_queue} fails with its C{when_locked} error.
+        C{declare_queue} fails with L{QueueLocked}.
     @ivar flushes: The number of messages published before each C{flush}.
     """
 
@@ -98,6 +105,7 @@ class RecordingSession:
         self.published = []
         self.queues = {}
         self.consumers = {}
+        self.oversize = {}
         self.declare_error = None
         self.locked = False
         self.closed = False
@@ -105,16 +113,17 @@ class RecordingSession:
         self.close_calls = []
         self.flushes = []
 
-    def declare_queue(self, name, bindings, when_locked, max_length=1000):
+    def declare_queue(self, name, bindings, max_length=1000):
         if self.locked:
-            return defer.fail(when_locked)
+            return defer.fail(QueueLocked(f"queue {name!r} is held by another connection"))
         if self.declare_error is not None:
             return defer.fail(self.declare_error)
         self.queues[name] = list(bindings)
         return defer.succeed(None)
 
-    def consume(self, queue, handler):
+    def consume(self, queue, handler, oversize=None):
         self.consumers[queue] = handler
+        self.oversize[queue] = oversize
         return defer.succeed("ioppy-1")
 
     def refusal(self):
@@ -144,20 +153,21 @@ class RecordingSession:
 
 class RecordingConnector:
     """
-    Stands in for L{ioppy_agent.amqp.BusConnector}: C{connect} runs the
+    Stands in for L{ioppy_agent.bus.BusConnector}: C{connect} runs the
     set-up callable on a L{RecordingSession}, as a new connection would.
     """
 
-    def __init__(self, reactor, url, exchange, setup, on_fatal, **kwargs):
-        self.url = url
-        self.exchange = exchange
+    def __init__(self, reactor, config, setup, on_fatal, **kwargs):
+        self.config = config
+        self.url = config.url
+        self.exchange = config.exchange
         self.setup = setup
         self.on_fatal = on_fatal
         self.options = kwargs
         self.session = None
         self.started = False
         self.stopped_with = None
-        self.state = "stopped"
+        self.state = State.STOPPED
         self.prepared = False
 
     def prepare(self):
@@ -165,7 +175,7 @@ class RecordingConnector:
 
     def start(self):
         self.started = True
-        self.state = "connecting"
+        self.state = State.CONNECTING
 
     def connect(self, session=None):
         """
@@ -175,19 +185,21 @@ class RecordingConnector:
         """
         session = session if session is not None else RecordingSession()
         self.session = session
-        self.state = "connected"
+        self.state = State.CONNECTED
 
         def failed(reason):
             self.session = None
-            if hasattr(reason.value, "exit_code"):
+            if reason.check(FatalBusError):
+                self.state = State.FAILED
                 self.on_fatal(reason.value)
                 return None
+            self.state = State.WAITING
             return reason
 
         return defer.maybeDeferred(self.setup, session).addErrback(failed)
 
     def stop(self, farewell=(), timeout=1.0):
-        self.state = "stopped"
+        self.state = State.STOPPED
         self.stopped_with = list(farewell)
         if self.session is not None:
             for message in farewell:
@@ -195,3 +207,60 @@ class RecordingConnector:
             self.session.closed = True
         self.session = None
         return defer.succeed(None)
+
+
+class BusPump(AMQPump):
+    """
+    txamqp's L{AMQPump} for L{ioppy_agent.bus.protocol.BusProtocol}: the
+    broker's frames go in as bytes, through the protocol's C{dataReceived},
+    so that its frame reader and its conversation check them as they would
+    a real broker's; the client's writes, which may hold several frames, are
+    read back frame by frame into L{outgoing}.
+
+    It also has what the protocol uses of a real transport: C{disconnecting},
+    C{bufferSize}, producer registration, C{pauseProducing} and
+    C{resumeProducing}.
+
+    @ivar producer: The producer registered, if any.
+    @ivar paused: Whether the protocol paused reading.
+    @ivar written: Every byte the client wrote after the protocol header.
+    """
+
+    disconnecting = False
+    bufferSize = 65536
+    producer = None
+    paused = False
+
+    def __init__(self):
+        AMQPump.__init__(self)
+        self.written = b""
+
+    def registerProducer(self, producer, streaming):
+        self.producer = producer
+
+    def pauseProducing(self):
+        self.paused = True
+
+    def resumeProducing(self):
+        self.paused = False
+
+    def write(self, data):
+        if not self.initialized:
+            self.initialized = True
+            return
+        self.written += data
+        while data:
+            size = struct.unpack("!I", data[3:7])[0]
+            AMQPump.write(self, data[:size + 8])
+            data = data[size + 8:]
+
+    def pump(self, channel, payload):
+        frame = Frame(channel, payload)
+        self.incoming.setdefault(channel, []).append(frame)
+        self.send(self.client._pack_frame(frame))
+
+    def send(self, data):
+        """
+        Hand C{data} to the client as one read from the socket.
+        """
+        self.client.dataReceived(data)

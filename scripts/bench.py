@@ -23,25 +23,14 @@ import sys
 import tempfile
 import time
 
-from ioppy_agent.lab import Namespace, Program, Tunnel, broker_rate, run
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from tests.lab import Namespace, Program, Tunnel, broker_rate, veth_pair  # noqa: E402
 
 
 # Echo requests in flight for the second flood: ping's own -l (preload).
 PRELOAD = 16
-
-
-def veth_pair(cleanup, a, b):
-    """
-    Join namespaces C{a} (10.3.0.1, fd03::1) and C{b} (10.3.0.2, fd03::2)
-    with a veth pair.
-    """
-    end_a, end_b = f"iob{os.getpid() % 100000:05d}a", f"iob{os.getpid() % 100000:05d}b"
-    run("ip", "link", "add", end_a, "netns", a.name, "type", "veth", "peer", "name", end_b,
-        "netns", b.name)
-    for ns, end, n in ((a, end_a, 1), (b, end_b, 2)):
-        ns.run("ip", "addr", "add", f"10.3.0.{n}/24", "dev", end)
-        ns.run("ip", "addr", "add", f"fd03::{n}/64", "dev", end, "nodad")
-        ns.run("ip", "link", "set", end, "up")
 
 
 def ping_rtts(ns, address, count=200, interval=0.01):
@@ -150,9 +139,10 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer, shorter runs")
     parser.add_argument("--wire", choices=("json", "raw"), default="json",
                         help="the agents' wire format")
-    parser.add_argument("--plot", default=os.path.join(os.path.dirname(__file__), "..",
-                                                       "docs", "bench.png"),
-                        help="where to write the PNG (default: docs/bench.png)")
+    parser.add_argument("--out", default=os.path.join(ROOT, "bench-results",
+                                                      time.strftime("%Y%m%d-%H%M%S")),
+                        help="directory for bench.md, bench.json and bench.png "
+                             "(default: bench-results/<time>, which git ignores)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("the bench needs root (TUN interfaces and network namespaces)")
@@ -203,15 +193,20 @@ def main():
         bus = {size: broker_rate(vhost.url, size, args.wire, seconds=2 if args.quick else 5)
                for size in (64, 1400)}
     tunnel, kernel = results["tunnel"], results["kernel"]
+    lines = []
+
+    def say(text=""):
+        print(text, flush=True)
+        lines.append(text)
 
     def row(name, t, k, unit):
         ratio = f"{t / k:.3f}" if k else "-"
         rows.append(f"| {name} | {t:,.2f} {unit} | {k:,.2f} {unit} | {ratio} |")
 
-    print()
-    print(f"wire format: {args.wire}")
-    print("| measure | tunnel | kernel (veth) | tunnel / kernel |")
-    print("| --- | --- | --- | --- |")
+    say()
+    say(f"wire format: {args.wire}")
+    say("| measure | tunnel | kernel (veth) | tunnel / kernel |")
+    say("| --- | --- | --- | --- |")
     for family in ("IPv4", "IPv6"):
         t, k = tunnel[f"ping {family}"], kernel[f"ping {family}"]
         for i, what in enumerate(("min", "median", "p99")):
@@ -228,21 +223,29 @@ def main():
         row(f"UDP {size} B, < 1 % loss", t, k, "packets/s")
         row(f"UDP {size} B, < 1 % loss", t * size * 8 / 1e6, k * size * 8 / 1e6, "Mbit/s")
     row("TCP", tunnel["tcp"], kernel["tcp"], "Mbit/s")
-    print("\n".join(rows))
-    print()
-    print("The bus limit: the broker's own rate, one publisher to one consumer, for")
-    print(f"bodies of the same shape ({args.wire}); each tunnel packet crosses the broker twice.")
-    print("| measure | tunnel | bus | tunnel / bus |")
-    print("| --- | --- | --- | --- |")
+    for line in rows:
+        say(line)
+    say()
+    say("The bus limit: the broker's own rate, one publisher to one consumer, for")
+    say(f"bodies of the same shape ({args.wire}); each tunnel packet crosses the broker twice.")
+    say("| measure | tunnel | bus | tunnel / bus |")
+    say("| --- | --- | --- | --- |")
     for size in (64, 1400):
         t = tunnel[f"udp {size}"]
-        print(f"| {size} B packets | {t:,.0f} packets/s | {bus[size]:,.0f} messages/s | "
-              f"{t / bus[size]:.3f} |")
-    print()
+        say(f"| {size} B packets | {t:,.0f} packets/s | {bus[size]:,.0f} messages/s | "
+            f"{t / bus[size]:.3f} |")
+    say()
     for n in ("agent_1", "router", "agent_2"):
-        print(f"{n}: {tunnel['cpu ' + n]:.3f} CPU s per 1000 packets during the UDP runs, "
-              f"peak RSS {rss[n]:.1f} MB")
-    plot(args.plot, args.wire, tunnel, kernel, bus)
+        say(f"{n}: {tunnel['cpu ' + n]:.3f} CPU s per 1000 packets during the UDP runs, "
+            f"peak RSS {rss[n]:.1f} MB")
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "bench.md"), "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(args.out, "bench.json"), "w", encoding="utf-8") as f:
+        json.dump({"wire": args.wire, "results": results, "bus": bus, "rss": rss}, f,
+                  indent=1)
+    plot(os.path.join(args.out, "bench.png"), args.wire, tunnel, kernel, bus)
+    print(f"tables in {os.path.join(args.out, 'bench.md')}")
     shutil.rmtree(work)
     return 0
 

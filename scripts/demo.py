@@ -13,7 +13,10 @@ import shutil
 import sys
 import tempfile
 
-from ioppy_agent.lab import Namespace, Program, VHost
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from tests.lab import Namespace, Program, VHost  # noqa: E402
 
 
 def say(text=""):

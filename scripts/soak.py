@@ -17,7 +17,10 @@ import sys
 import tempfile
 import time
 
-from ioppy_agent.lab import Program, Tunnel
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from tests.lab import Program, Tunnel  # noqa: E402
 
 SENDER = r"""
 import socket, sys, time
@@ -55,6 +58,9 @@ def main():
     parser.add_argument("--packets", type=int, default=1_000_000)
     parser.add_argument("--rate", type=float, default=8000.0, help="datagrams per second")
     parser.add_argument("--size", type=int, default=64, help="UDP payload bytes")
+    parser.add_argument("--out", default=None,
+                        help="also write the results to OUT/soak.md (make bench gives its "
+                             "results directory)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("the soak needs root (TUN interfaces and network namespaces)")
@@ -91,22 +97,32 @@ def main():
         tunnel.stop()
         counters = {name: tunnel.status(name) for name in programs}
     a1, r, a2 = counters["agent_1"], counters["router"], counters["agent_2"]
-    print()
-    print(f"offered {int(sent) + int(refused):,} datagrams in {float(seconds):.0f} s "
-          f"({int(refused):,} refused by the sender's socket)")
-    print(f"agent_1 published {a1['packets']['out']:,}, dropped {a1['drops']}")
-    print(f"router  forwarded {r['packets']['out']:,}, dropped {r['drops']}")
-    print(f"agent_2 wrote     {a2['packets']['in']:,} to its TUN, dropped {a2['drops']}")
-    print()
-    print(f"{'program':<9} {'RSS start':>10} {'peak':>10} {'end':>10} {'growth':>10}")
+    lines = []
+
+    def say(text=""):
+        print(text, flush=True)
+        lines.append(text)
+
+    say()
+    say(f"offered {int(sent) + int(refused):,} datagrams in {float(seconds):.0f} s "
+        f"({int(refused):,} refused by the sender's socket)")
+    say(f"agent_1 published {a1['packets']['out']:,}, dropped {a1['drops']}")
+    say(f"router  forwarded {r['packets']['out']:,}, dropped {r['drops']}")
+    say(f"agent_2 wrote     {a2['packets']['in']:,} to its TUN, dropped {a2['drops']}")
+    say()
+    say(f"{'program':<9} {'RSS start':>10} {'peak':>10} {'end':>10} {'growth':>10}")
     worst = 0
     for name in programs:
         growth = final[name] - baseline[name]
         worst = max(worst, growth)
-        print(f"{name:<9} {baseline[name] / 1024:>7.1f} MB {peak[name] / 1024:>7.1f} MB "
-              f"{final[name] / 1024:>7.1f} MB {growth / 1024:>+7.1f} MB")
-    print()
-    print(f"largest growth {worst / 1024:.1f} MB (goal: under 10 MB)")
+        say(f"{name:<9} {baseline[name] / 1024:>7.1f} MB {peak[name] / 1024:>7.1f} MB "
+            f"{final[name] / 1024:>7.1f} MB {growth / 1024:>+7.1f} MB")
+    say()
+    say(f"largest growth {worst / 1024:.1f} MB (goal: under 10 MB)")
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "soak.md"), "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
     shutil.rmtree(work)
     return 0
 

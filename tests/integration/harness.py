@@ -1,6 +1,6 @@
 """
-Integration-test set-up: the lab of L{ioppy_agent.lab}, and the check that
-the machine can run it.
+Integration-test set-up: the lab of L{tests.lab}, and the check that the
+machine can run it.
 """
 
 import os
@@ -8,7 +8,7 @@ import shutil
 
 from twisted.trial.unittest import SkipTest
 
-from ioppy_agent.lab import Namespace, Program, Uplink, VHost, broker_reachable
+from ..lab import Namespace, Program, Uplink, VHost, broker_reachable, rabbitmqctl
 
 __all__ = ["Namespace", "Program", "Uplink", "VHost", "require"]
 
@@ -39,7 +39,6 @@ def rabbitmqctl_connections():
     """
     @return: C{(pid, vhost, connection_name)} of each broker connection.
     """
-    from ioppy_agent.lab import rabbitmqctl
     out = rabbitmqctl("list_connections", "pid", "vhost", "client_properties").stdout
     connections = []
     for line in out.splitlines():

@@ -7,10 +7,9 @@ a flood, and a dead broker among several.
 import os
 import signal
 import subprocess
-import sys
 import time
 
-from ioppy_agent import lab
+from .. import lab
 
 from .harness import Namespace, Program, rabbitmqctl_connections
 from .test_tunnel import CONNECTED, TunnelTestCase
@@ -106,8 +105,8 @@ class BrokerFaultTests(FaultTestCase):
         """
         flag = os.path.abspath(self.mktemp())
         port = lab.free_port()
-        proxy = Program(self.addCleanup, None, argv=[
-            sys.executable, "-m", "ioppy_agent.lab", "hold-proxy", str(port), flag])
+        argv, env = lab.tool("hold-proxy", str(port), flag)
+        proxy = Program(self.addCleanup, None, argv=argv, env=env)
         proxy.wait_for("listening")
         self.addCleanup(lambda: os.path.exists(flag) and os.unlink(flag))
         agent = Program(self.addCleanup, "ioppy-agent", "--url",

@@ -15,7 +15,9 @@ import time
 
 from twisted.trial.unittest import SkipTest
 
-from ioppy_agent import lab, wire
+from ioppy_agent import wire
+
+from .. import lab
 
 from .certs import Authority
 from .harness import Namespace, Program, require
@@ -106,9 +108,8 @@ class TLSTests(TunnelTestCase):
 
     def proxy(self, *client_ca):
         port = lab.free_port()
-        proxy = Program(self.addCleanup, None, argv=[
-            sys.executable, "-m", "ioppy_agent.lab", "tls-proxy", str(port), self.cert,
-            self.key, *client_ca])
+        argv, env = lab.tool("tls-proxy", str(port), self.cert, self.key, *client_ca)
+        proxy = Program(self.addCleanup, None, argv=argv, env=env)
         proxy.wait_for("listening")
         return port
 

@@ -1,11 +1,13 @@
 """
-Tests for L{ioppy_agent.agent} with an in-memory TUN, netlink and bus.
+Tests for L{ioppy_agent.agent.AgentService} with an in-memory TUN, netlink
+and bus.
 """
 
+import dataclasses
 import json
 
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import capturedLogs
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from txamqp.client import ChannelClosed
 from txamqp.message import Message as AMQPMessage
@@ -13,7 +15,8 @@ from txamqp.message import Message as AMQPMessage
 from ioppy_agent import wire
 from ioppy_agent.addressing import default_addresses
 from ioppy_agent.agent import AgentConfig, AgentService, Interface
-from ioppy_agent.amqp import load_spec
+from ioppy_agent.bus import BusConfig, State
+from ioppy_agent.bus.protocol import load_spec
 from ioppy_agent.netlink import NetlinkFailure
 from ioppy_agent.testing import (MemoryLinks, MemoryTunDevice, RecordingConnector,
                                  RecordingSession)
@@ -58,7 +61,7 @@ class AgentTestCase(SynchronousTestCase):
         self.reactor = MemoryReactorClock()
         self.reactor.advance(1764242400.5)
         self.config = AgentConfig(
-            name="agent_1", url=parse_amqp_url("amqp://u:secret@h/v"),
+            name="agent_1", bus=BusConfig(urls=(parse_amqp_url("amqp://u:secret@h/v"),)),
             addresses=default_addresses("agent_1"), netns=self.netns, mtu=1400)
         self.links = MemoryLinks(namespaces={"ioppy-a"})
         self.devices = []
@@ -221,8 +224,9 @@ class BusTests(AgentTestCase):
         self.connector.connect(session)
         code, message = self.process.failures[0]
         self.assertEqual(code, 2)
-        self.assertIn("already connected", message)
-        self.assertIn("agent_1", message)
+        self.assertIn("an agent named 'agent_1' is already connected to vhost 'v' on h",
+                      message)
+        self.assertIs(self.connector.state, State.FAILED)
 
     def test_other_declare_error_retried(self):
         """
@@ -310,7 +314,7 @@ class BusTests(AgentTestCase):
                 session.deliver(QUEUE, key, body)
         self.assertEqual(device.written, [b"\x45ok"])
         self.assertEqual(self.agent.counters.drops["bad message"], 3)
-        self.assertEqual(len([e for e in events if "dropped" in e["log_format"]]), 1)
+        self.assertEqual(len([e for e in events if "dropped" in formatEvent(e)]), 1)
 
     def test_not_ip(self):
         """
@@ -330,6 +334,18 @@ class BusTests(AgentTestCase):
                         wire.encode_packet(b"\x45" + b"x" * 1400, 1.0))
         self.assertEqual(device.written, [])
         self.assertEqual(self.agent.counters.drops["larger than MTU"], 1)
+
+    def test_oversize_counted(self):
+        """
+        A message too large to be a packet, which the bus skipped, is counted
+        as a drop and warned about.
+        """
+        device, session = self.connect()
+        with capturedLogs() as events:
+            session.oversize[QUEUE]("toAgent.agent_1.ip.tun.packet.raw", 2000000)
+        self.assertEqual(self.agent.counters.drops["too large"], 1)
+        self.assertIn("dropped a 2000000-byte message on toAgent.agent_1.ip.tun.packet.raw",
+                      formatEvent(events[0]))
 
     def test_router_ready_reannounces(self):
         """
@@ -380,7 +396,7 @@ class BusTests(AgentTestCase):
                             b'"ipv6_prefix": "bbbb", "ipv6_host": "1"}')
         self.assertEqual(str(self.agent.addresses.ipv4), "10.2.0.1/24")
         self.assertEqual(session.published, [])
-        self.assertTrue(any("cannot apply" in e["log_format"] for e in events))
+        self.assertTrue(any("cannot apply" in formatEvent(e) for e in events))
 
 
 class StopTests(AgentTestCase):
@@ -418,7 +434,7 @@ class RawWireTests(AgentTestCase):
 
     def setUp(self):
         AgentTestCase.setUp(self)
-        self.config = self.config.__class__(**dict(self.config.__dict__, wire="raw"))
+        self.config = dataclasses.replace(self.config, wire="raw")
         self.agent = AgentService(
             self.reactor, self.config, self.process,
             interface=Interface(self.config, open_tun=self._open_tun, links=self.links),
@@ -459,7 +475,7 @@ class OperatingTests(AgentTestCase):
         """
         from .test_pcap import read_pcap
         path = self.mktemp()
-        self.config = self.config.__class__(**dict(self.config.__dict__, pcap=path))
+        self.config = dataclasses.replace(self.config, pcap=path)
         self.agent = AgentService(
             self.reactor, self.config, self.process,
             interface=Interface(self.config, open_tun=self._open_tun, links=self.links),
@@ -479,7 +495,7 @@ class OperatingTests(AgentTestCase):
         state, without the password.
         """
         device, session = self.connect()
-        line, status = self.agent._describe()
+        line, status = self.agent.describe()
         self.assertIn("agent agent_1: out 0 packets", line)
         self.assertIn("broker connected", line)
         self.assertEqual(status["addresses"], ["10.2.0.1/24", "bbbb::1/64", "fe80::1/64"])

@@ -241,7 +241,8 @@ class OperatingOptionTests(EnvTestCase):
         """
         o = agent("--name", "agent_1", "--url", "amqp://a:b@n1/v", "-u", "amqp://a:b@n2/v")
         self.assertEqual([u.host for u in o["urls"]], ["n1", "n2"])
-        self.assertEqual([u.host for u in o.bus_settings()["fallback_urls"]], ["n2"])
+        self.assertEqual([u.host for u in o["bus"].urls], ["n1", "n2"])
+        self.assertEqual(o["bus"].url.host, "n1")
 
     def test_url_file_beats_environment(self):
         """
@@ -353,8 +354,8 @@ class OperatingOptionTests(EnvTestCase):
                                        "--stats-interval", "7"),
                                  reactor=MemoryReactorClock())
         config = list(IServiceCollection(top))[1].config
-        self.assertEqual((config.stats_interval, config.pcap[-6:], config.status_file[-6:]),
-                         (7.0, "a.pcap", "s.json"))
+        self.assertEqual((config.report.stats_interval, config.pcap[-6:],
+                          config.report.status_file[-6:]), (7.0, "a.pcap", "s.json"))
         options = RouterOptions()
         options.parseOptions(["--url", "amqp://u:p@h/my%2Fvhost", "--pcap-dir", directory])
         top = make_router_service(options, reactor=MemoryReactorClock())

@@ -9,7 +9,8 @@ from twisted.internet.task import Clock
 from twisted.logger import Logger, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from ioppy_agent.stats import Counters, Reporter, WarnLimiter, status_of, summary_line
+from ioppy_agent.stats import (Counters, ReportConfig, Reporter, WarnLimiter, status_of,
+                               summary_line)
 
 
 class WarnLimiterTests(SynchronousTestCase):
@@ -71,14 +72,14 @@ class ReporterTests(SynchronousTestCase):
         A summary line is logged every C{interval} seconds, and a final one
         on stop.
         """
-        reporter = Reporter(self.clock, self.describe, interval=60.0)
+        reporter = Reporter(self.clock, self.describe, ReportConfig(stats_interval=60.0))
         with capturedLogs() as events:
-            reporter.start()
+            reporter.startService()
             self.clock.advance(59)
             self.assertEqual(events, [])
             self.clock.advance(1)
             self.clock.advance(60)
-            reporter.stop()
+            reporter.stopService()
         self.assertEqual([formatEvent(e) for e in events],
                          ["line 1", "line 2", "final: line 3"])
         self.assertEqual(self.clock.getDelayedCalls(), [])
@@ -87,27 +88,37 @@ class ReporterTests(SynchronousTestCase):
         """
         Interval 0 logs no periodic line.
         """
-        reporter = Reporter(self.clock, self.describe, interval=0)
+        reporter = Reporter(self.clock, self.describe, ReportConfig(stats_interval=0))
         with capturedLogs() as events:
-            reporter.start()
+            reporter.startService()
             self.clock.advance(3600)
         self.assertEqual(events, [])
+
+    def test_stop_unstarted(self):
+        """
+        A reporter that never started (its program failed to start) logs and
+        writes nothing when stopped.
+        """
+        reporter = Reporter(self.clock, self.describe, ReportConfig(status_file=self.path))
+        with capturedLogs() as events:
+            reporter.stopService()
+        self.assertEqual((events, os.path.exists(self.path)), ([], False))
 
     def test_status_file(self):
         """
         The status file is written at start, every status interval, and at
         stop, as JSON with the time of the update.
         """
-        reporter = Reporter(self.clock, self.describe, interval=0,
-                            status_file=self.path, status_interval=5.0)
-        reporter.start()
+        reporter = Reporter(self.clock, self.describe, ReportConfig(
+            stats_interval=0, status_file=self.path, status_interval=5.0))
+        reporter.startService()
         with open(self.path) as f:
             self.assertEqual(json.load(f), {"n": 1, "updated": 1000.0})
         self.clock.advance(5)
         with open(self.path) as f:
             self.assertEqual(json.load(f)["n"], 2)
         with capturedLogs():
-            reporter.stop()
+            reporter.stopService()
         with open(self.path) as f:
             self.assertEqual(json.load(f), {"n": 4, "updated": 1005.0})
         self.assertEqual(os.listdir(os.path.dirname(os.path.abspath(self.path))),
@@ -117,14 +128,14 @@ class ReporterTests(SynchronousTestCase):
         """
         A status file that cannot be written is logged once, not every time.
         """
-        reporter = Reporter(self.clock, self.describe, interval=0,
-                            status_file=os.path.join(self.mktemp(), "missing", "s.json"))
+        reporter = Reporter(self.clock, self.describe, ReportConfig(
+            stats_interval=0, status_file=os.path.join(self.mktemp(), "missing", "s.json")))
         with capturedLogs() as events:
-            reporter.start()
+            reporter.startService()
             self.clock.advance(20)
         self.assertEqual(len(events), 1)
         self.assertIn("cannot write the status file", events[0]["log_format"])
-        reporter.stop()
+        reporter.stopService()
 
 
 class SummaryTests(SynchronousTestCase):

@@ -1,0 +1,228 @@
+"""
+L{AgentService}: one TUN interface joined to the bus.
+
+It carries out what L{AgentCore} decides.  Packets the host sends into the
+TUN are published as C{fromAgent.<name>.ip.tun.packet.raw}; packets
+consumed from C{toAgent.<name>.ip.tun.packet.raw} are written into the TUN.
+"""
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from twisted.logger import Logger
+
+from .. import netlink
+from ..actions import Drop, Publish, Readdress, Refuse, WriteToTun
+from ..addressing import TunAddresses
+from ..bus import BusConfig, BusConnector, QueueLocked
+from ..pcap import PcapError, PcapWriter
+from ..service import BusService, CannotStart
+from ..stats import ReportConfig, status_of, summary_line
+from ..tun import TunError, TunPort
+from .core import AgentCore
+from .interface import Interface
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """
+    Everything an agent needs to know, already validated.
+    """
+
+    name: str
+    addresses: TunAddresses
+    bus: BusConfig
+    report: ReportConfig = ReportConfig()
+    mtu: int = 1500
+    tun_name: str = "tun0"
+    netns: Optional[str] = None
+    pcap: Optional[str] = None
+    wire: str = "json"
+
+
+class AgentService(BusService):
+    """
+    The agent: a L{TunPort} on one side, a L{BusConnector} on the other,
+    L{AgentCore} deciding in between.
+
+    @ivar core: The L{AgentCore}.
+    @ivar port: The L{TunPort}, once the interface is open.
+    """
+
+    _log = Logger()
+    _geteuid = staticmethod(os.geteuid)
+
+    def __init__(self, reactor, config, process, interface=None,
+                 make_connector=BusConnector):
+        """
+        @param config: An L{AgentConfig}.
+        @param interface: An L{Interface} (made from C{config} if not given).
+        """
+        BusService.__init__(self, reactor, config.bus, config.report, process,
+                            f"ioppy-agent {config.name}", make_connector)
+        self.name = f"ioppy-agent {config.name}"
+        self.config = config
+        self.core = AgentCore(config.name, config.addresses, reactor, mtu=config.mtu,
+                              wire_format=config.wire, interface_name=config.tun_name)
+        self._interface = interface if interface is not None else Interface(config)
+        self.port = None
+        self.pcap = None
+
+    @property
+    def addresses(self):
+        """
+        @return: The interface's current L{TunAddresses}.
+        """
+        return self.core.addresses
+
+    # Starting and stopping.
+
+    def open(self):
+        config = self.config
+        try:
+            if config.pcap:
+                self.pcap = PcapWriter(config.pcap, self.reactor)
+            device = self._interface.open()
+        except (TunError, netlink.NetlinkFailure, PcapError) as e:
+            raise CannotStart(str(e)) from None
+        self.port = TunPort(device, self._from_tun, self.reactor, mtu=config.mtu,
+                            batch_done=self._tun_batch_done)
+        addresses = self.addresses
+        self._log.info(
+            "interface {tun} up{where} with {ipv4}, {ipv6} and {ll}, MTU {mtu}",
+            tun=config.tun_name, ipv4=str(addresses.ipv4), ipv6=str(addresses.ipv6),
+            ll=str(addresses.link_local), mtu=config.mtu,
+            where=f" in network namespace {config.netns}" if config.netns else "")
+
+    def started(self):
+        self.port.startReading()
+
+    def setup(self, session):
+        """
+        Declare and bind the agent's queue, consume it, and announce the agent.
+        """
+        url = self.connector.url
+        d = session.declare_queue(self.core.queue, self.core.bindings())
+
+        def locked(reason):
+            reason.trap(QueueLocked)
+            raise QueueLocked(
+                f"an agent named {self.config.name!r} is already connected to vhost "
+                f"{url.vhost!r} on {url.host}; choose another --name")
+
+        def consume(_):
+            return session.consume(self.core.queue, self._from_bus, self._oversize)
+
+        def announce(_):
+            for message in self.core.announcements():
+                session.publish_message(message)
+            self._log.info("agent {name} connected to {url}, exchange {exchange}",
+                           name=self.config.name, url=url.masked(),
+                           exchange=self.config.bus.exchange)
+
+        return d.addErrback(locked).addCallback(consume).addCallback(announce)
+
+    def describe(self):
+        connector = self.connector
+        state = connector.state.value
+        line = f"agent {self.config.name}: {summary_line(self.counters)}; broker {state}"
+        status = dict(status_of(self.counters), name=self.config.name, pid=os.getpid(),
+                      interface=self.config.tun_name, netns=self.config.netns,
+                      addresses=[str(a) for a in self.addresses.all()],
+                      broker=connector.url.masked(), state=state)
+        return line, status
+
+    def farewell(self):
+        return self.core.farewell()
+
+    def stopping(self):
+        if self.port is not None:
+            self.port.stopReading()
+
+    def release(self):
+        if self.port is not None:
+            self.port.close()
+            self._log.info("interface {tun} removed", tun=self.config.tun_name)
+        if self.pcap is not None:
+            self.pcap.close()
+
+    # From the TUN to the bus.
+
+    def _from_tun(self, packet):
+        action = self.core.from_tun(packet)
+        if type(action) is Drop:
+            self.drop(action.reason, action.detail)
+            return
+        session = self.connector.session
+        refusal = "not connected" if session is None else session.refusal()
+        if refusal is not None:
+            self.counters.dropped(refusal)
+            return
+        for message in action.messages:
+            session.publish(message.routing_key, message.body, message.content_type)
+        self.counters.moved("out", action.size)
+        if self.pcap is not None:
+            self.pcap.write(packet)
+
+    def _tun_batch_done(self):
+        """
+        Send the packets just read from the TUN without waiting a reactor
+        turn.
+        """
+        session = self.connector.session
+        if session is not None:
+            session.flush()
+
+    # From the bus to the TUN.
+
+    def _from_bus(self, routing_key, body, content_type):
+        action = self.core.from_bus(routing_key, body, content_type)
+        kind = type(action)
+        if kind is WriteToTun:
+            packet = action.packet
+            if self.port is not None and self.port.write_packet(packet):
+                self.counters.moved("in", len(packet))
+                if self.pcap is not None:
+                    self.pcap.write(packet)
+            else:
+                self.counters.dropped("tun write")
+        elif kind is Drop:
+            self.drop(action.reason, action.detail)
+        elif kind is Publish:
+            self._publish(action.messages)
+        elif kind is Readdress:
+            self._readdress(action.addresses)
+        elif kind is Refuse:
+            self._log.error("{detail}", detail=action.detail)
+
+    def _oversize(self, routing_key, size):
+        self.drop("too large", f"dropped a {size}-byte message on {routing_key}: too "
+                               "large to be a packet")
+
+    def _publish(self, messages):
+        session = self.connector.session
+        if session is not None:
+            for message in messages:
+                session.publish_message(message)
+
+    def _readdress(self, addresses):
+        """
+        Apply the addresses of a C{tun.start} message and announce them.
+        """
+        if self._geteuid() != 0:
+            self._log.error(
+                "cannot apply tun.start ({ipv4}, {ipv6}): changing addresses needs "
+                "root, and the agent runs as uid {uid} (twistd --uid); the "
+                "interface keeps {old}", ipv4=str(addresses.ipv4), ipv6=str(addresses.ipv6),
+                uid=self._geteuid(), old=str(self.addresses.ipv4))
+            return
+        try:
+            self._interface.configure(addresses)
+        except (netlink.NetlinkFailure, OSError) as e:
+            self._log.error("cannot apply tun.start: {error}", error=str(e))
+            return
+        self._log.info("tun.start: interface {tun} now has {ipv4} and {ipv6}",
+                       tun=self.config.tun_name, ipv4=str(addresses.ipv4),
+                       ipv6=str(addresses.ipv6))
+        self._publish(self.core.readdressed(addresses).messages)

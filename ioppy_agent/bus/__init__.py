@@ -1,0 +1,25 @@
+"""
+The AMQP bus: everything between the programs and RabbitMQ.
+
+One module per concern, each used by the next:
+
+  - L{errors}: the error types, and AMQP's reply codes;
+  - L{framing}: frames as bytes, and the reader that checks them (pure);
+  - L{protocol}: the txamqp protocol, with the reader on its data path;
+  - L{session}: the login, and declaring, consuming, publishing, closing;
+  - L{endpoint}: the broker's address (DNS without threads) and TLS;
+  - L{tls}: the TLS settings from the command line;
+  - L{config}: L{BusConfig}, the settings both programs share;
+  - L{connector}: L{BusConnector}, which keeps a session open.
+"""
+
+from .config import DEFAULT_EXCHANGE, DEFAULT_HEARTBEAT, BusConfig
+from .connector import BusConnector, State
+from .errors import (AccessRefused, BusError, ExchangeMissing, FatalBusError, LoginRefused,
+                     ProtocolViolation, QueueLocked, TLSFailed)
+from .session import DEFAULT_QUEUE_LIMIT, BusSession
+
+__all__ = ["DEFAULT_EXCHANGE", "DEFAULT_HEARTBEAT", "DEFAULT_QUEUE_LIMIT", "AccessRefused",
+           "BusConfig", "BusConnector", "BusError", "BusSession", "ExchangeMissing",
+           "FatalBusError", "LoginRefused", "ProtocolViolation", "QueueLocked", "State",
+           "TLSFailed"]

@@ -1,0 +1,42 @@
+"""
+How to reach the bus: the settings both programs share.
+"""
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from ..url import BrokerURL
+from .tls import TLSSettings
+
+DEFAULT_EXCHANGE = "amq.topic"
+DEFAULT_HEARTBEAT = 10
+
+
+@dataclass(frozen=True)
+class BusConfig:
+    """
+    The brokers to connect to and how, already validated.
+
+    @ivar urls: One L{BrokerURL} per broker (the nodes of a cluster); the
+        first is tried first, and each failure moves on to the next.
+    @ivar exchange: The topic exchange to publish and bind on.
+    @ivar tls: What to trust and present for C{amqps://} URLs (the system's
+        CAs if C{None}).
+    @ivar heartbeat: The AMQP heartbeat in seconds; 0 for none.
+    """
+
+    urls: Tuple[BrokerURL, ...]
+    exchange: str = DEFAULT_EXCHANGE
+    tls: Optional[TLSSettings] = None
+    heartbeat: int = DEFAULT_HEARTBEAT
+
+    def __post_init__(self):
+        if not self.urls:
+            raise ValueError("a bus configuration needs at least one broker URL")
+
+    @property
+    def url(self):
+        """
+        @return: The first broker's URL.
+        """
+        return self.urls[0]

@@ -1,0 +1,201 @@
+"""
+AMQP 0-9-1 framing as bytes: the protocol's constants and method table,
+packing the frames the client sends (L{Publisher} for messages), and
+encoding field tables.  L{ioppy_agent.bus.reader} reads what the broker
+sends.
+
+Pure: this module imports neither Twisted nor txamqp; it is tested on bytes.
+"""
+
+import struct
+
+FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT = 1, 2, 3, 8
+FRAME_END = 0xCE
+# Every frame has a 7-byte header and one end octet around its payload.
+FRAME_HEAD = struct.Struct("!BHI")
+OVERHEAD = 8
+# The smallest frame_max a peer may negotiate, and the largest this client
+# accepts (RabbitMQ's default).
+FRAME_MIN_SIZE = 4096
+FRAME_MAX = 131072
+# The largest body kept: a 65,535-byte packet is at most about 330 KB as
+# ioppytest JSON, so anything larger is not a packet.
+MAX_BODY = 1 << 20
+# RabbitMQ refuses messages over 512 MiB (the ceiling of max_message_size):
+# a header announcing more does not come from a broker.
+BROKER_MAX_BODY = 512 << 20
+
+BASIC_DELIVER = (60, 60)
+BASIC_RETURN = (60, 50)
+BASIC_GET_OK = (60, 71)
+CONTENT_METHODS = frozenset({BASIC_DELIVER, BASIC_RETURN, BASIC_GET_OK})
+
+# The methods an AMQP 0-9-1 broker (with RabbitMQ's extensions) may send.
+SERVER_METHODS = {
+    (10, 10): "connection.start", (10, 20): "connection.secure",
+    (10, 30): "connection.tune", (10, 41): "connection.open-ok",
+    (10, 50): "connection.close", (10, 51): "connection.close-ok",
+    (10, 60): "connection.blocked", (10, 61): "connection.unblocked",
+    (20, 11): "channel.open-ok", (20, 20): "channel.flow", (20, 21): "channel.flow-ok",
+    (20, 40): "channel.close", (20, 41): "channel.close-ok",
+    (40, 11): "exchange.declare-ok", (40, 21): "exchange.delete-ok",
+    (40, 31): "exchange.bind-ok", (40, 51): "exchange.unbind-ok",
+    (50, 11): "queue.declare-ok", (50, 21): "queue.bind-ok", (50, 31): "queue.purge-ok",
+    (50, 41): "queue.delete-ok", (50, 51): "queue.unbind-ok",
+    (60, 11): "basic.qos-ok", (60, 21): "basic.consume-ok", (60, 30): "basic.cancel",
+    (60, 31): "basic.cancel-ok", (60, 50): "basic.return", (60, 60): "basic.deliver",
+    (60, 71): "basic.get-ok", (60, 72): "basic.get-empty", (60, 80): "basic.ack",
+    (60, 111): "basic.recover-ok", (60, 120): "basic.nack",
+    (85, 11): "confirm.select-ok",
+}
+CONNECTION_CLOSE = (10, 50)
+CONNECTION_CLOSE_OK = (10, 51)
+CHANNEL_CLOSE = (20, 40)
+CHANNEL_CLOSE_OK = (20, 41)
+
+METHOD_IDS = struct.Struct("!HH")
+_LONGLONG = struct.Struct("!Q")
+_SHORT = struct.Struct("!H")
+_END = bytes([FRAME_END])
+
+
+def method_name(class_id, method_id):
+    """
+    @return: C{"basic.deliver"} for C{(60, 60)}, or C{"method 60.99"} for an
+        unknown one.
+    """
+    return SERVER_METHODS.get((class_id, method_id), f"method {class_id}.{method_id}")
+
+
+# Packing what the client sends.
+
+def pack_frame(kind, channel, payload):
+    """
+    @return: One frame: header, C{payload}, end octet.
+    """
+    return FRAME_HEAD.pack(kind, channel, len(payload)) + payload + _END
+
+
+def shortstr(text):
+    """
+    @return: C{text} as an AMQP short string (one length octet).
+    @raise ValueError: if it is longer than 255 bytes.
+    """
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    if len(data) > 255:
+        raise ValueError(f"{data[:40]!r}... is longer than an AMQP short string (255)")
+    return bytes([len(data)]) + data
+
+
+def encode_table(table):
+    """
+    Encode an AMQP 0-9-1 field table as RabbitMQ reads it: C{bool} as C{t},
+    C{int} as C{I} (or C{l} when it does not fit in 32 bits), C{str} and
+    C{bytes} as C{S}, C{dict} as a nested table C{F}.
+
+    txamqp's own encoder writes every non-string as a 32-bit integer, so it
+    cannot announce the boolean capabilities RabbitMQ looks for.
+
+    @raise TypeError: for any other type.
+    """
+    out = []
+    for key, value in table.items():
+        out.append(shortstr(key))
+        if isinstance(value, bool):
+            out.append(b"t" + struct.pack("!B", value))
+        elif isinstance(value, int):
+            if -2 ** 31 <= value < 2 ** 31:
+                out.append(b"I" + struct.pack("!i", value))
+            else:
+                out.append(b"l" + struct.pack("!q", value))
+        elif isinstance(value, (str, bytes)):
+            data = value.encode("utf-8") if isinstance(value, str) else value
+            out.append(b"S" + struct.pack("!I", len(data)) + data)
+        elif isinstance(value, dict):
+            out.append(b"F" + encode_table(value))
+        else:
+            raise TypeError(f"cannot put {type(value).__name__} in an AMQP table")
+    body = b"".join(out)
+    return struct.pack("!I", len(body)) + body
+
+
+def pack_start_ok(channel, properties, mechanism, response, locale):
+    """
+    @return: The C{connection.start-ok} frame, its client properties encoded
+        by L{encode_table}.
+    """
+    if isinstance(response, str):
+        response = response.encode("utf-8")
+    payload = (METHOD_IDS.pack(10, 11) + encode_table(properties) + shortstr(mechanism)
+               + struct.pack("!I", len(response)) + response + shortstr(locale))
+    return pack_frame(FRAME_METHOD, channel, payload)
+
+
+def pack_connection_close(reply_code, text, class_id=0, method_id=0):
+    """
+    @return: A C{connection.close} frame; C{text} is cut to fit a short
+        string.
+    """
+    data = text.encode("utf-8")[:255]
+    payload = (METHOD_IDS.pack(10, 50) + _SHORT.pack(reply_code) + bytes([len(data)]) + data
+               + METHOD_IDS.pack(class_id, method_id))
+    return pack_frame(FRAME_METHOD, 0, payload)
+
+
+class Publisher:
+    """
+    Packs C{basic.publish} messages for one channel and exchange: method,
+    content header and body frames, ready to write at once.  The method
+    frame for each routing key and the header for each content type are
+    packed once and kept.
+    """
+
+    MAX_KEYS = 4096
+
+    def __init__(self, channel, exchange):
+        self.channel = channel
+        self._exchange = shortstr(exchange)
+        self._methods = {}
+        self._headers = {}
+
+    def frames(self, routing_key, body, content_type, frame_max):
+        """
+        @param frame_max: The negotiated frame size: bodies longer than
+            C{frame_max - 8} go in several body frames.
+        @return: The frames of one message, C{bytes}.
+        """
+        method = self._methods.get(routing_key)
+        if method is None:
+            method = self._method(routing_key)
+        header = self._headers.get(content_type)
+        if header is None:
+            header = self._header(content_type)
+        size = len(body)
+        chunk = frame_max - OVERHEAD
+        if size <= chunk:
+            return b"".join((method, header[0], _LONGLONG.pack(size), header[1],
+                             FRAME_HEAD.pack(FRAME_BODY, self.channel, size), body, _END))
+        parts = [method, header[0], _LONGLONG.pack(size), header[1]]
+        for start in range(0, size, chunk):
+            part = body[start:start + chunk]
+            parts += [FRAME_HEAD.pack(FRAME_BODY, self.channel, len(part)), part, _END]
+        return b"".join(parts)
+
+    def _method(self, routing_key):
+        payload = (METHOD_IDS.pack(60, 40) + b"\0\0" + self._exchange
+                   + shortstr(routing_key) + b"\0")
+        frame = pack_frame(FRAME_METHOD, self.channel, payload)
+        if len(self._methods) < self.MAX_KEYS:
+            self._methods[routing_key] = frame
+        return frame
+
+    def _header(self, content_type):
+        if content_type:
+            properties = b"\x80\x00" + shortstr(content_type)
+        else:
+            properties = b"\0\0"
+        head = FRAME_HEAD.pack(FRAME_HEADER, self.channel, 12 + len(properties))
+        frame = (head + METHOD_IDS.pack(60, 0), properties + _END)
+        if len(self._headers) < self.MAX_KEYS:
+            self._headers[content_type] = frame
+        return frame

@@ -1,0 +1,252 @@
+"""
+One AMQP session: the login (L{open_session}) and L{BusSession}, the few
+operations the agent and the router need on one channel of one exchange.
+
+Declaring, binding, consuming and closing go through txamqp (they happen a
+few times per connection); publishing writes frames packed by
+L{framing.Publisher} at once, with no txamqp object or Deferred per
+message.
+"""
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from txamqp.client import ChannelClosed, Closed
+from zope.interface import implementer
+
+from . import framing
+from .endpoint import TLS_ERRORS, tls_reason
+from .errors import (ACCESS_REFUSED, NOT_ALLOWED, NOT_FOUND, REPLY_SUCCESS, RESOURCE_LOCKED,
+                     AccessRefused, ExchangeMissing, LoginRefused, QueueLocked, TLSFailed)
+
+DEFAULT_QUEUE_LIMIT = 1000
+# Bytes the connection may hold unsent before publishing pauses: about a
+# hundred full-size packets as JSON, so bursts pass but a stalled broker
+# cannot make the process hoard memory.
+SEND_BUFFER = 512 * 1024
+
+
+def reply_of(error):
+    """
+    @return: C{(reply_code, reply_text)} carried by a txamqp L{Closed}, or
+        C{(None, str(error))}.
+    """
+    reason = error.args[0] if error.args else None
+    if getattr(reason, "method", None) is not None and \
+            getattr(reason, "fields", None) is not None:
+        try:
+            return reason.reply_code, reason.reply_text
+        except AttributeError:
+            pass
+    return None, str(reason if reason is not None else error)
+
+
+def cause_of(error):
+    """
+    @return: What a txamqp L{Closed} wraps (the broker's close message, or
+        the L{Failure} the connection was lost with), or C{error} itself.
+    """
+    if isinstance(error, Closed) and error.args:
+        return error.args[0]
+    return error
+
+
+@defer.inlineCallbacks
+def open_session(client, url, exchange):
+    """
+    Log in on a connected L{BusProtocol}, open channel 1 and check that the
+    exchange exists.
+
+    @return: A L{Deferred} firing with a L{BusSession}.
+    @raise LoginRefused: for a wrong user name or password.
+    @raise AccessRefused: for a vhost that does not exist or is not allowed.
+    @raise ExchangeMissing: if there is no such exchange.
+    @raise TLSFailed: if the TLS handshake failed.
+    """
+    response = b"\0" + url.username.encode("utf-8") + b"\0" + url.password.encode("utf-8")
+    try:
+        yield client.start(response, mechanism="PLAIN")
+        channel = yield client.channel(1)
+        yield channel.channel_open()
+        yield channel.exchange_declare(exchange=exchange, passive=True)
+    except Closed as e:
+        code, text = reply_of(e)
+        who = f"user {url.username!r} on vhost {url.vhost!r}"
+        if code == ACCESS_REFUSED and not client.tuned:
+            raise LoginRefused(f"the broker refused the login of {who}: wrong user "
+                               f"name or password ({text})") from None
+        if code in (ACCESS_REFUSED, NOT_ALLOWED):
+            raise AccessRefused(f"the broker refused {who}: {text}") from None
+        if code == NOT_FOUND:
+            raise ExchangeMissing(f"exchange {exchange!r} does not exist on vhost "
+                                  f"{url.vhost!r}: {text}") from None
+        cause = cause_of(e)
+        if isinstance(cause, Failure) and cause.check(*TLS_ERRORS):
+            raise TLSFailed(f"TLS connection to {url.host}:{url.port} refused: "
+                            f"{tls_reason(cause.value)}") from None
+        if code is None and client.login_sent and not client.tuned and \
+                client.lost_reason is None:
+            # A broker that does not announce authentication_failure_close
+            # answers bad credentials by closing the connection without a word.
+            raise LoginRefused(f"the broker refused the login of {who}: wrong user "
+                               "name or password") from None
+        raise
+    return BusSession(client, channel, exchange)
+
+
+@implementer(IPushProducer)
+class BusSession:
+    """
+    One open AMQP connection with one channel, on one exchange.
+
+    It is the push producer of its transport: when more than L{SEND_BUFFER}
+    bytes wait to be sent, the transport pauses it and it refuses to publish
+    until the transport drained.
+
+    @ivar client: The connected L{BusProtocol}.
+    @ivar channel: The txamqp channel everything goes through.
+    @ivar paused: Whether the transport's send buffer is full.
+    """
+
+    _log = Logger()
+
+    def __init__(self, client, channel, exchange):
+        self.client = client
+        self.channel = channel
+        self.exchange = exchange
+        self._tags = []
+        self._publisher = framing.Publisher(channel.id, exchange)
+        self.closed = False
+        self.paused = False
+        transport = client.transport
+        if hasattr(transport, "registerProducer"):
+            if hasattr(transport, "bufferSize"):
+                transport.bufferSize = SEND_BUFFER
+            transport.registerProducer(self, True)
+
+    def pauseProducing(self):
+        self.paused = True
+        self._log.debug("send buffer full: publishing paused")
+
+    def resumeProducing(self):
+        self.paused = False
+        self._log.debug("send buffer drained: publishing resumed")
+
+    def stopProducing(self):
+        self.closed = True
+
+    def refusal(self):
+        """
+        @return: Why a publish now would be refused (C{"not connected"},
+            C{"broker blocked"}, C{"send buffer full"}), or C{None}.
+        """
+        client = self.client
+        if self.closed or self.channel.closed or client.closed or client.lost_reason:
+            return "not connected"
+        if client.blocked:
+            return "broker blocked"
+        if self.paused:
+            return "send buffer full"
+        return None
+
+    @defer.inlineCallbacks
+    def declare_queue(self, name, bindings, max_length=DEFAULT_QUEUE_LIMIT):
+        """
+        Declare an exclusive, auto-delete queue that keeps at most
+        C{max_length} messages (the oldest are dropped first), and bind it to
+        each routing key in C{bindings}.
+
+        @raise QueueLocked: if another connection holds the queue (the broker
+            answers 405).
+        @raise ChannelClosed: if the broker refuses for another reason.
+        """
+        try:
+            yield self.channel.queue_declare(
+                queue=name, exclusive=True, auto_delete=True,
+                arguments={"x-max-length": max_length, "x-overflow": "drop-head"})
+        except ChannelClosed as e:
+            code, text = reply_of(e)
+            if code == RESOURCE_LOCKED:
+                raise QueueLocked(f"queue {name!r} is held by another connection: "
+                                  f"{text}") from None
+            raise
+        for key in bindings:
+            yield self.channel.queue_bind(queue=name, exchange=self.exchange,
+                                          routing_key=key)
+
+    @defer.inlineCallbacks
+    def consume(self, queue, handler, oversize=None):
+        """
+        Start consuming C{queue} without acknowledgements; C{handler} gets
+        C{(routing_key, body, content_type)} for every message, and
+        C{oversize} C{(routing_key, size)} for one too large to keep.
+
+        @return: A L{Deferred} that fires with the consumer tag.
+        """
+        tag = f"ioppy-{len(self._tags) + 1}"
+        self.client.consumers[tag] = (handler, oversize)
+        try:
+            reply = yield self.channel.basic_consume(queue=queue, consumer_tag=tag,
+                                                     no_ack=True)
+        except Exception:
+            del self.client.consumers[tag]
+            raise
+        self._tags.append(reply.consumer_tag)
+        return reply.consumer_tag
+
+    def publish(self, routing_key, body, content_type):
+        """
+        Publish C{body} (C{bytes}) on the session's exchange: the method,
+        header and body frames are written at once.
+
+        @return: C{False} if nothing was sent (see L{refusal}).
+        """
+        if self.refusal() is not None:
+            return False
+        self.client.write_frames(self._publisher.frames(routing_key, body, content_type,
+                                                        self.client.MAX_LENGTH))
+        return True
+
+    def publish_message(self, message):
+        """
+        Publish a L{ioppy_agent.wire.Message}.
+        """
+        return self.publish(message.routing_key, message.body, message.content_type)
+
+    def flush(self):
+        """
+        Send the messages published so far now (see L{BusProtocol.flush}).
+        """
+        self.client.flush()
+
+    @defer.inlineCallbacks
+    def close(self, farewell=(), timeout=1.0):
+        """
+        Close in order: cancel the consumers, publish the C{farewell}
+        messages, close the channel, then the connection, each with the AMQP
+        handshake.  If the broker does not answer within C{timeout} seconds
+        the connection is dropped instead.
+        """
+        if self.closed:
+            return
+        clock = self.client.clock
+        try:
+            for tag in self._tags:
+                self.client.consumers.pop(tag, None)
+                yield self.channel.basic_cancel(consumer_tag=tag).addTimeout(timeout, clock)
+            for message in farewell:
+                self.publish_message(message)
+            self.closed = True
+            yield self.channel.channel_close(reply_code=REPLY_SUCCESS, reply_text="goodbye",
+                                             class_id=0, method_id=0
+                                             ).addTimeout(timeout, clock)
+            self.channel.close(None)
+            yield self.client.close_connection(timeout)
+        except (defer.TimeoutError, defer.CancelledError, Closed) as e:
+            self._log.warn("the broker did not finish the close handshake ({error}); "
+                           "dropping the connection", error=e.__class__.__name__)
+        finally:
+            self.closed = True
+            if self.client.transport is not None:
+                self.client.transport.loseConnection()

@@ -1,0 +1,136 @@
+"""
+L{RouterService}: consumes the agents' packets and announcements and
+carries out what L{PacketRouter} decides.
+"""
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+from urllib.parse import quote
+
+from twisted.logger import Logger
+
+from .. import wire
+from ..actions import Drop, Forward
+from ..bus import BusConfig, BusConnector, QueueLocked
+from ..pcap import PcapError, PcapWriter
+from ..service import BusService, CannotStart
+from ..stats import ReportConfig, status_of, summary_line
+from .core import PacketRouter
+from .policy import FanOut, FixedTopology
+from .topology import Topology
+
+ROUTER_QUEUE = "ioppy.router"
+BINDINGS = (wire.ANY_PACKET_FROM_AGENT, wire.ANY_TUN_STARTED, wire.COMPONENT_READY,
+            wire.COMPONENT_SHUTDOWN, wire.LOSSY_LINK_START)
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """
+    Everything a router needs to know, already validated.
+    """
+
+    bus: BusConfig
+    report: ReportConfig = ReportConfig()
+    topology: Optional[Topology] = None
+    pcap_dir: Optional[str] = None
+
+    @property
+    def pcap_path(self):
+        """
+        @return: The capture file for this router's vhost in C{pcap_dir}.
+        """
+        if self.pcap_dir is None:
+            return None
+        return os.path.join(self.pcap_dir, quote(self.bus.url.vhost, safe="") + ".pcap")
+
+
+class RouterService(BusService):
+    """
+    The packet router on the bus.
+
+    @ivar router: The L{PacketRouter}.
+    """
+
+    _log = Logger()
+    name = "ioppy-router"
+
+    def __init__(self, reactor, config, process, make_connector=BusConnector):
+        BusService.__init__(self, reactor, config.bus, config.report, process,
+                            "ioppy-router", make_connector)
+        self.config = config
+        self.pcap = None
+        policy = FixedTopology(config.topology) if config.topology else FanOut()
+        self.router = PacketRouter(policy, capture=config.pcap_dir is not None)
+
+    def open(self):
+        if self.config.pcap_dir is not None:
+            try:
+                self.pcap = PcapWriter(self.config.pcap_path, self.reactor)
+            except PcapError as e:
+                raise CannotStart(str(e)) from None
+
+    def setup(self, session):
+        url = self.connector.url
+        d = session.declare_queue(ROUTER_QUEUE, BINDINGS)
+
+        def locked(reason):
+            reason.trap(QueueLocked)
+            raise QueueLocked(f"another ioppy-router is already routing vhost "
+                              f"{url.vhost!r} on {url.host}")
+
+        def announce(_):
+            # Agents answer this with tun.started, so a router that starts (or
+            # reconnects) after them learns them before their next packet.
+            session.publish_message(wire.component_ready(wire.ROUTER_NAME))
+            self._log.info("router connected to {url}, exchange {exchange}, routing "
+                           "{policy}", url=url.masked(), exchange=self.config.bus.exchange,
+                           policy=self.router.policy.description)
+
+        d.addErrback(locked)
+        d.addCallback(lambda _: session.consume(ROUTER_QUEUE, self._from_bus,
+                                                self._oversize))
+        return d.addCallback(announce)
+
+    def describe(self):
+        connector = self.connector
+        agents = self.router.agents
+        state = connector.state.value
+        line = (f"router: {summary_line(self.counters)}; agents: "
+                f"{', '.join(agents) or 'none'}; broker {state}")
+        status = dict(status_of(self.counters), pid=os.getpid(), agents=agents,
+                      broker=connector.url.masked(), state=state)
+        return line, status
+
+    def release(self):
+        if self.pcap is not None:
+            self.pcap.close()
+
+    def _from_bus(self, routing_key, body, content_type):
+        action = self.router.route(routing_key, body, content_type)
+        if type(action) is Forward:
+            self._forward(action)
+        elif type(action) is Drop:
+            self.drop(action.reason, action.detail)
+
+    def _forward(self, action):
+        counters = self.counters
+        counters.moved("in", action.size)
+        if action.packet is not None and self.pcap is not None:
+            self.pcap.write(action.packet)
+        if not action.messages:
+            counters.dropped("no peer")
+            return
+        session = self.connector.session
+        for message in action.messages:
+            refusal = "not connected" if session is None else session.refusal()
+            if refusal is not None:
+                counters.dropped(refusal)
+            else:
+                session.publish(message.routing_key, message.body, message.content_type)
+                counters.moved("out", len(message.body))
+
+    def _oversize(self, routing_key, size):
+        self.drop("too large", f"dropped a {size}-byte message on {routing_key}: too "
+                               "large to be a packet")

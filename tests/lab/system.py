@@ -1,0 +1,118 @@
+"""
+Commands, names and broker vhosts for the lab.
+"""
+
+import os
+import secrets
+import socket
+import subprocess
+
+PREFIX = f"ioppy-t{os.getpid()}"
+_counter = [0]
+
+
+def unique(kind):
+    """
+    @return: A name for a test resource, unique on this machine.
+    """
+    return f"{PREFIX}-{kind}{next_number()}"
+
+
+def run(*args, timeout=60, check=True):
+    """
+    Run a command, bounded in time.
+
+    @return: The L{subprocess.CompletedProcess}, output as text.
+    """
+    result = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}): "
+                             f"{result.stdout}{result.stderr}")
+    return result
+
+
+def broker_reachable(host="127.0.0.1", port=5672):
+    """
+    @return: Whether something accepts TCP connections on C{host}:C{port}.
+    """
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+def next_number():
+    """
+    @return: A number not returned before in this process.
+    """
+    _counter[0] += 1
+    return _counter[0]
+
+
+def rabbitmqctl(*args, check=True, timeout=60):
+    """
+    Run C{rabbitmqctl -q} against the machine's broker.
+    """
+    return run("rabbitmqctl", "-q", *args, check=check, timeout=timeout)
+
+
+class VHost:
+    """
+    A broker vhost the test owns, with permissions for guest.
+    """
+
+    def __init__(self, cleanup):
+        self.name = unique("vhost")
+        rabbitmqctl("add_vhost", self.name)
+        cleanup(rabbitmqctl, "delete_vhost", self.name, check=False)
+        rabbitmqctl("set_permissions", "-p", self.name, "guest", ".*", ".*", ".*")
+        self.url = f"amqp://guest:guest@127.0.0.1:5672/{self.name}"
+
+    def queues(self):
+        """
+        @return: The queue names in this vhost.
+        """
+        out = rabbitmqctl("list_queues", "-p", self.name, "name").stdout
+        return [line.strip() for line in out.splitlines()
+                if line.strip() and line.strip() != "name"]
+
+    def add_user(self, cleanup):
+        """
+        Create a broker user with a random password, allowed on this vhost.
+
+        @return: C{(user, password)}
+        """
+        user, password = unique("user"), secrets.token_hex(12)
+        rabbitmqctl("add_user", user, password)
+        cleanup(rabbitmqctl, "delete_user", user, check=False)
+        rabbitmqctl("set_permissions", "-p", self.name, user, ".*", ".*", ".*")
+        return user, password
+
+
+def free_port():
+    """
+    @return: A TCP port on 127.0.0.1 that nothing listens on right now.
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def uid_of(pid):
+    """
+    @return: The effective uid of process C{pid}.
+    """
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                return int(line.split()[2])
+    raise AssertionError(f"no Uid line for {pid}")
+
+
+def command_line(pid):
+    """
+    @return: Process C{pid}'s command line, as one string.
+    """
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().replace(b"\0", b" ").decode("utf-8", "replace")

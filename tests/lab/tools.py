@@ -1,0 +1,199 @@
+"""
+The lab's helper commands, each run as a process of its own
+(C{python -m tests.lab.tools COMMAND ...}, see L{tests.lab.programs.tool}):
+
+  - C{publish URL KEY BODY [EXCHANGE]}: publish one message and close;
+  - C{broker-rate URL SIZE WIRE SECONDS}: the broker's own message rate,
+    one publisher to one consumer, with bodies shaped like packets;
+  - C{tls-proxy PORT CERT KEY [CLIENT_CA]}: terminate TLS on loopback and
+    forward to the broker;
+  - C{hold-proxy PORT FLAG}: forward to the broker, swallowing every byte
+    while the file FLAG exists (a dead network path);
+  - C{hostile-broker ...}: see L{tests.lab.hostile}.
+
+The functions L{publish} and L{broker_rate} run the first two and wait.
+"""
+
+import os
+import subprocess
+import sys
+
+from .programs import tool
+
+# The broker every helper forwards to or talks to.
+BROKER = ("127.0.0.1", 5672)
+
+
+def _tool(*args, timeout):
+    argv, env = tool(*args)
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                            env=dict(os.environ, **env))
+    if result.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} failed ({result.returncode}): "
+                             f"{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def publish(url, routing_key, body, exchange="amq.topic"):
+    """
+    Publish one message from a separate process, and wait until it is sent.
+    """
+    _tool("publish", url, routing_key, body, exchange, timeout=30)
+
+
+def broker_rate(url, size, wire_format, seconds=5.0):
+    """
+    @return: Messages per second the broker moves from one publisher to one
+        consumer, with bodies shaped like packets of C{size} bytes in
+        C{wire_format} (measured in a separate process).
+    """
+    out = _tool("broker-rate", url, str(size), wire_format, str(seconds),
+                timeout=seconds + 60)
+    return float(out.split()[-1])
+
+
+def _connect(reactor, url, exchange, name):
+    from ioppy_agent.bus.endpoint import BrokerEndpoint
+    from ioppy_agent.bus.protocol import BusFactory
+    from ioppy_agent.bus.session import open_session
+
+    factory = BusFactory(url.vhost, 0, reactor, name)
+    d = BrokerEndpoint(reactor, url.host, url.port).connect(factory)
+    return d.addCallback(open_session, url, exchange)
+
+
+def _publish_main(reactor, url, routing_key, body, exchange="amq.topic"):
+    from twisted.internet import defer
+
+    from ioppy_agent.url import parse_amqp_url
+
+    @defer.inlineCallbacks
+    def go():
+        session = yield _connect(reactor, parse_amqp_url(url), exchange, "ioppy-lab")
+        session.publish(routing_key, body.encode("utf-8"), "application/json")
+        yield session.close()
+
+    return go()
+
+
+def _broker_rate_main(reactor, url, size, wire_format, seconds):
+    """
+    Publish as fast as the connection takes it to a queue of our own for
+    C{seconds} and count what a second connection consumes meanwhile.
+    """
+    from twisted.internet import defer
+
+    from ioppy_agent import wire
+    from ioppy_agent.url import parse_amqp_url
+
+    broker = parse_amqp_url(url)
+    packet = bytes([0x45]) + bytes(int(size) - 1)
+    if wire_format == "raw":
+        body, content_type = packet, wire.RAW
+    else:
+        body, content_type = wire.encode_packet(packet, 1764242400.5), wire.JSON
+    queue = f"ioppy.lab.rate.{os.getpid()}"
+    received = [0]
+
+    @defer.inlineCallbacks
+    def go():
+        consumer = yield _connect(reactor, broker, "amq.topic", "ioppy-lab consumer")
+        yield consumer.declare_queue(queue, [queue], max_length=100000)
+        yield consumer.consume(queue, lambda *_: received.__setitem__(0, received[0] + 1))
+        publisher = yield _connect(reactor, broker, "amq.topic", "ioppy-lab publisher")
+        start = reactor.seconds()
+        end = start + float(seconds)
+        done = defer.Deferred()
+
+        def pump():
+            if reactor.seconds() >= end:
+                done.callback(None)
+                return
+            for _ in range(200):
+                if not publisher.publish(queue, body, content_type):
+                    reactor.callLater(0.001, pump)
+                    return
+            reactor.callLater(0, pump)
+
+        pump()
+        yield done
+        counted = received[0]
+        elapsed = reactor.seconds() - start
+        yield publisher.close()
+        yield consumer.close()
+        print(f"{counted / elapsed:.1f}", flush=True)
+
+    return go()
+
+
+def _tls_proxy_main(reactor, port, cert, key, client_ca=None):
+    """
+    Terminate TLS on 127.0.0.1:C{port} and forward to the broker; with
+    C{client_ca}, demand a client certificate signed by it.
+    """
+    from twisted.internet import defer, endpoints, ssl
+    from twisted.protocols.portforward import ProxyFactory
+
+    with open(cert, "rb") as c, open(key, "rb") as k:
+        certificate = ssl.PrivateCertificate.loadPEM(c.read() + k.read())
+    kwargs = {}
+    if client_ca:
+        with open(client_ca, "rb") as f:
+            kwargs = dict(verify=True, requireCertificate=True,
+                          caCerts=[ssl.Certificate.loadPEM(f.read()).original])
+    options = ssl.CertificateOptions(privateKey=certificate.privateKey.original,
+                                     certificate=certificate.original, **kwargs)
+    endpoint = endpoints.SSL4ServerEndpoint(reactor, int(port), options,
+                                            interface="127.0.0.1")
+    d = endpoint.listen(ProxyFactory(*BROKER))
+    d.addCallback(lambda _: print("listening", flush=True))
+    return d.addCallback(lambda _: defer.Deferred())
+
+
+def _hold_proxy_main(reactor, port, flag):
+    """
+    Forward 127.0.0.1:C{port} to the broker, except that while the file
+    C{flag} exists every byte either way is swallowed: the connections stay
+    open but carry nothing, like a dead network path.
+    """
+    from twisted.internet import defer, endpoints
+    from twisted.protocols import portforward
+
+    def relay(protocol, data):
+        if not os.path.exists(flag):
+            protocol.peer.transport.write(data)
+
+    class Client(portforward.ProxyClient):
+        dataReceived = relay
+
+    class ClientFactory(portforward.ProxyClientFactory):
+        protocol = Client
+
+    class Server(portforward.ProxyServer):
+        clientProtocolFactory = ClientFactory
+        dataReceived = relay
+
+    class Factory(portforward.ProxyFactory):
+        protocol = Server
+
+    endpoint = endpoints.TCP4ServerEndpoint(reactor, int(port), interface="127.0.0.1")
+    d = endpoint.listen(Factory(*BROKER))
+    d.addCallback(lambda _: print("listening", flush=True))
+    return d.addCallback(lambda _: defer.Deferred())
+
+
+def _hostile_main(reactor, *args):
+    from .hostile import main
+    return main(reactor, *args)
+
+
+COMMANDS = {"publish": _publish_main, "broker-rate": _broker_rate_main,
+            "tls-proxy": _tls_proxy_main, "hold-proxy": _hold_proxy_main,
+            "hostile-broker": _hostile_main}
+
+
+if __name__ == "__main__":
+    from twisted.internet.task import react
+
+    command, *arguments = sys.argv[1:]
+    react(COMMANDS[command], arguments)

@@ -1,0 +1,145 @@
+"""
+Tests for L{ioppy_agent.bus.framing}: what the client sends, checked as
+bytes.
+"""
+
+import struct
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from ioppy_agent.bus import framing
+
+
+class PackTests(SynchronousTestCase):
+    """
+    Single frames.
+    """
+
+    def test_frame(self):
+        """
+        A frame is type, channel, payload size, payload and the end octet.
+        """
+        self.assertEqual(framing.pack_frame(1, 3, b"ab"),
+                         b"\x01\x00\x03\x00\x00\x00\x02ab\xce")
+
+    def test_shortstr(self):
+        """
+        A short string is a length octet and UTF-8; more than 255 bytes is
+        refused.
+        """
+        self.assertEqual(framing.shortstr("é"), b"\x02\xc3\xa9")
+        self.assertRaises(ValueError, framing.shortstr, "x" * 256)
+
+    def test_connection_close(self):
+        """
+        connection.close carries the reply code, the text (cut to a short
+        string) and the class and method at fault, on channel 0.
+        """
+        frame = framing.pack_connection_close(501, "x" * 300, 60, 60)
+        kind, channel, size = struct.unpack("!BHI", frame[:7])
+        self.assertEqual((kind, channel, size, frame[-1]), (1, 0, 4 + 2 + 256 + 4, 0xCE))
+        self.assertEqual(frame[7:13], b"\x00\x0a\x00\x32\x01\xf5")
+        self.assertEqual(frame[13], 255)
+        self.assertEqual(frame[-5:-1], b"\x00\x3c\x00\x3c")
+
+    def test_start_ok(self):
+        """
+        connection.start-ok carries the properties as a field table (booleans
+        as C{t}), the mechanism, the response and the locale.
+        """
+        frame = framing.pack_start_ok(0, {"a": True}, "PLAIN", b"\0u\0p", "en_US")
+        payload = frame[7:-1]
+        self.assertEqual(payload, b"\x00\x0a\x00\x0b" + b"\x00\x00\x00\x04\x01at\x01"
+                         + b"\x05PLAIN" + b"\x00\x00\x00\x04\0u\0p" + b"\x05en_US")
+
+    def test_method_names(self):
+        """
+        Methods are named as the spec names them, unknown ones by their ids.
+        """
+        self.assertEqual(framing.method_name(60, 60), "basic.deliver")
+        self.assertEqual(framing.method_name(60, 99), "method 60.99")
+
+
+class TableTests(SynchronousTestCase):
+    """
+    L{framing.encode_table}.
+    """
+
+    def test_wire_form(self):
+        """
+        A boolean is C{t} and one octet.
+        """
+        self.assertEqual(framing.encode_table({"a": True}), b"\x00\x00\x00\x04\x01at\x01")
+
+    def test_large_int_and_bytes(self):
+        """
+        Integers beyond 32 bits are C{l}; bytes are C{S}; nested tables C{F}.
+        """
+        self.assertEqual(framing.encode_table({"b": b"\xff"}),
+                         b"\x00\x00\x00\x08\x01bS\x00\x00\x00\x01\xff")
+        self.assertEqual(framing.encode_table({"n": 2 ** 40})[6:7], b"l")
+        self.assertEqual(framing.encode_table({"t": {}}),
+                         b"\x00\x00\x00\x07\x01tF\x00\x00\x00\x00")
+
+    def test_unknown_type(self):
+        """
+        Anything else is refused.
+        """
+        self.assertRaises(TypeError, framing.encode_table, {"x": 1.5})
+
+
+def split(frames):
+    """
+    @return: The frames in C{frames}, as C{(kind, channel, payload)}.
+    """
+    out = []
+    while frames:
+        kind, channel, size = struct.unpack("!BHI", frames[:7])
+        assert frames[7 + size] == 0xCE
+        out.append((kind, channel, frames[7:7 + size]))
+        frames = frames[8 + size:]
+    return out
+
+
+class PublisherTests(SynchronousTestCase):
+    """
+    L{framing.Publisher} packs basic.publish messages.
+    """
+
+    def test_small_message(self):
+        """
+        Method, header with the content type and body size, and one body
+        frame, on the publisher's channel.
+        """
+        publisher = framing.Publisher(1, "amq.topic")
+        frames = split(publisher.frames("fromAgent.a.x", b"\x45\x00", "application/json",
+                                        131072))
+        self.assertEqual([(k, c) for k, c, _ in frames], [(1, 1), (2, 1), (3, 1)])
+        self.assertEqual(frames[0][2], b"\x00\x3c\x00\x28\x00\x00\x09amq.topic"
+                                       b"\x0dfromAgent.a.x\x00")
+        self.assertEqual(frames[1][2], b"\x00\x3c\x00\x00" + struct.pack("!Q", 2)
+                         + b"\x80\x00\x10application/json")
+        self.assertEqual(frames[2][2], b"\x45\x00")
+
+    def test_no_content_type(self):
+        """
+        Without a content type, the header has no property set.
+        """
+        frames = split(framing.Publisher(1, "x").frames("k", b"z", None, 131072))
+        self.assertEqual(frames[1][2][-2:], b"\x00\x00")
+
+    def test_large_body_split(self):
+        """
+        A body longer than frame_max - 8 goes in several body frames.
+        """
+        frames = split(framing.Publisher(2, "x").frames("k", b"y" * 250, "t", 108))
+        self.assertEqual([len(p) for k, c, p in frames if k == 3], [100, 100, 50])
+
+    def test_frames_kept(self):
+        """
+        The method frame for a routing key is packed once and reused.
+        """
+        publisher = framing.Publisher(1, "x")
+        first = publisher.frames("k", b"1", "t", 4096)
+        publisher._method = None
+        self.assertEqual(publisher.frames("k", b"1", "t", 4096), first)
