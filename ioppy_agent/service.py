@@ -51,7 +51,7 @@ class BusService(service.MultiService):
     _log = Logger()
 
     def __init__(self, reactor, bus, report, process, connection_name,
-                 make_connector=BusConnector):
+                 make_connector=BusConnector, deliveries_per_read=64):
         """
         @param reactor: The reactor.
         @param bus: A L{ioppy_agent.bus.BusConfig}.
@@ -59,6 +59,7 @@ class BusService(service.MultiService):
         @param process: A L{ioppy_agent.process.ProcessControl}.
         @param connection_name: How the broker lists the connection.
         @param make_connector: Builds the L{BusConnector}.
+        @param deliveries_per_read: Deliveries handled per reactor turn.
         """
         service.MultiService.__init__(self)
         self.reactor = reactor
@@ -66,7 +67,8 @@ class BusService(service.MultiService):
         self.counters = Counters()
         self.warnings = WarnLimiter(reactor, self._log)
         self.connector = make_connector(reactor, bus, self.setup, self.fatal,
-                                        connection_name=connection_name)
+                                        connection_name=connection_name,
+                                        deliveries_per_read=deliveries_per_read)
         self.reporter = Reporter(reactor, self.describe, report)
         self.reporter.setServiceParent(self)
         self._opened = False

@@ -16,7 +16,7 @@ receiving agent does per packet.
 """
 
 import json
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import orjson
 
@@ -49,10 +49,10 @@ class UnknownContentType(BadMessage):
     """
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(NamedTuple):
     """
-    One message to publish.
+    One message to publish (a named tuple: one is made per packet, and a
+    frozen dataclass costs three times as much to make).
 
     @ivar routing_key: The routing key on the exchange.
     @ivar body: The body, always C{bytes}.

@@ -59,8 +59,11 @@ class AgentService(BusService):
         @param config: An L{AgentConfig}.
         @param interface: An L{Interface} (made from C{config} if not given).
         """
+        # As many deliveries per reactor turn as the TUN port reads packets,
+        # so that writing into the TUN never outruns reading it.
         BusService.__init__(self, reactor, config.bus, config.report, process,
-                            f"ioppy-agent {config.name}", make_connector)
+                            f"ioppy-agent {config.name}", make_connector,
+                            deliveries_per_read=TunPort.max_packets_per_read)
         self.name = f"ioppy-agent {config.name}"
         self.config = config
         self.core = AgentCore(config.name, config.addresses, reactor, mtu=config.mtu,

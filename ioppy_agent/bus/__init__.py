@@ -4,7 +4,12 @@ The AMQP bus: everything between the programs and RabbitMQ.
 One module per concern, each used by the next:
 
   - L{errors}: the error types, and AMQP's reply codes;
-  - L{framing}: frames as bytes, and the reader that checks them (pure);
+  - L{framing}: frames as bytes, packing and field tables (pure);
+  - L{reader}: the broker's bytes in, methods and deliveries out (pure);
+  - L{content}: L{Delivery}, assembled from its three frames (pure);
+  - L{conversation}: which of the broker's methods may come now (pure);
+  - L{spec}: the AMQP spec file, and the txamqp internals relied on;
+  - L{delegate}: txamqp's delegate and channel, as the protocol uses them;
   - L{protocol}: the txamqp protocol, with the reader on its data path;
   - L{session}: the login, and declaring, consuming, publishing, closing;
   - L{endpoint}: the broker's address (DNS without threads) and TLS;

@@ -22,8 +22,9 @@ from twisted.python.failure import Failure
 
 from .endpoint import TLS_ERRORS, BrokerEndpoint, tls_reason
 from .errors import FatalBusError
-from .protocol import BusFactory, load_spec
+from .protocol import BusFactory
 from .session import cause_of, open_session, reply_of
+from .spec import load_spec
 from .tls import TLSSettings
 
 
@@ -86,7 +87,7 @@ class BusConnector:
     _log = Logger()
 
     def __init__(self, reactor, config, setup, on_fatal, connection_name="ioppy",
-                 endpoint=None, timeout=10, retry_policy=None):
+                 endpoint=None, timeout=10, retry_policy=None, deliveries_per_read=64):
         """
         @param config: A L{BusConfig}.
         @param setup: Called with each new L{BusSession}; may return a
@@ -96,6 +97,8 @@ class BusConnector:
             connector give up.
         @param endpoint: Connect with this instead (tests).
         @param retry_policy: Failed attempts in a row to seconds to wait.
+        @param deliveries_per_read: Deliveries each connection hands over
+            before it lets the reactor run again.
         """
         self.config = config
         self.urls = config.urls
@@ -112,8 +115,8 @@ class BusConnector:
             endpoint if endpoint is not None else BrokerEndpoint(
                 reactor, u.host, u.port, timeout, tls=tls.for_host(u.host) if u.tls else None)
             for u in self.urls]
-        self._factories = [BusFactory(u.vhost, config.heartbeat, reactor, connection_name)
-                           for u in self.urls]
+        self._factories = [BusFactory(u.vhost, config.heartbeat, reactor, connection_name,
+                                      deliveries_per_read) for u in self.urls]
         self._policy = retry_policy or backoffPolicy(initialDelay=0.5, maxDelay=5.0)
         self._attempt = None
         self._retry = None

@@ -10,19 +10,16 @@ must be one this client handles) and only then decoded and dispatched by
 txamqp.  Whatever breaks the protocol closes the connection with the AMQP
 reply code for it, logged; the connector then connects again.
 
-What txamqp internals this relies on is listed in L{TXAMQP_INTERNALS} and
-checked by the unit tests, so that a txamqp release that changes them fails
-a test that names them.
+What txamqp internals this relies on is listed in
+L{ioppy_agent.bus.spec.TXAMQP_INTERNALS} and checked by the unit tests, so
+that a txamqp release that changes them fails a test that names them.
 """
 
-import importlib.resources
 import socket
-from functools import lru_cache
 
 from twisted.internet import abstract, defer
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
-from txamqp import spec as txspec
 from txamqp.connection import Frame
 from txamqp.protocol import AMQClient
 
@@ -32,6 +29,7 @@ from .conversation import Conversation
 from .delegate import BusChannel, Delegate
 from .errors import REPLY_SUCCESS, SYNTAX_ERROR, ProtocolViolation
 from .reader import Delivery, FrameReader
+from .spec import load_spec
 
 # What the client tells RabbitMQ it understands: a connection.close instead
 # of a silent drop on a refused login, connection.blocked/unblocked, and a
@@ -41,36 +39,6 @@ CAPABILITIES = {"authentication_failure_close": True, "connection.blocked": True
 
 # Seconds to wait for connection.close-ok after closing for a violation.
 HANG_UP_WAIT = 1.0
-
-# The txamqp names the adapter overrides or calls; see the module docstring.
-TXAMQP_INTERNALS = {
-    "txamqp.protocol.AMQClient": (
-        "dataReceived", "_pack_frame", "_unpack_frame", "frame_received", "send_frame",
-        "connectionMade", "connectionLost", "send_init_string", "set_frame_mode",
-        "check_heartbeat", "send_heartbeat", "reschedule_check_heartbeat",
-        "reschedule_send_heartbeat", "channel", "channelClass", "do_close", "start",
-        "MAX_LENGTH", "MAX_UNSEEN_HEARTBEAT"),
-    "txamqp.protocol.AMQChannel": ("invoke", "close", "do_close"),
-    "txamqp.client.TwistedDelegate": (
-        "connection_start", "connection_tune", "connection_close", "channel_close",
-        "channel_flow", "close"),
-    "txamqp.testing.AMQPump": ("connect", "write", "pump", "channel", "loseConnection",
-                               "abortConnection"),
-}
-# And the attributes each AMQClient sets on itself.
-TXAMQP_CLIENT_ATTRIBUTES = ("checkHB", "sendHB", "started", "disconnected", "closed",
-                            "heartbeatInterval", "clock", "spec", "delegate")
-
-
-@lru_cache(maxsize=None)
-def load_spec():
-    """
-    @return: The AMQP 0-9-1 spec shipped in this package (txamqp's wheel has
-        none), loaded once.
-    """
-    ref = importlib.resources.files("ioppy_agent.bus").joinpath("amqp0-9-1.xml")
-    return txspec.load_string(ref.read_bytes(), specfilename="amqp0-9-1.xml")
-
 
 class BusProtocol(AMQClient):
     """
@@ -89,7 +57,8 @@ class BusProtocol(AMQClient):
     @ivar lost_reason: Why the connection is going away, when this side
         knows (a violation, a heartbeat timeout, the broker's close).
     @ivar max_deliveries_per_read: Deliveries handled before the protocol
-        lets the reactor run (and the TUN be read) again.
+        lets the reactor run again: for an agent, as many as its TUN port
+        reads per turn, so that the TUN is read in between.
     """
 
     _log = Logger()
@@ -155,15 +124,11 @@ class BusProtocol(AMQClient):
 
     def flush(self):
         """
-        Send what L{write_frames} buffered now, instead of one reactor turn
-        later: the end of a batch of deliveries or TUN reads calls this, so
-        that a packet spends no extra turn (an C{epoll_wait}) in our buffer.
-
-        Only a plain socket transport is flushed this way, and only while it
-        is not closing: its C{doWrite} then sends and, once the buffer is
-        empty, stops watching for writability.  Anything not sent (the socket
-        is full) stays buffered for the reactor, as would an error, which the
-        reactor then meets on its own C{doWrite}.
+        Send what L{write_frames} buffered now, not one reactor turn later:
+        the end of each batch of deliveries or TUN reads calls this.  Only a
+        plain socket transport that is not closing is flushed (by its
+        C{doWrite}); what the socket does not take, or an error, is left to
+        the reactor's own C{doWrite}.
         """
         if not self._unflushed:
             return
@@ -318,14 +283,17 @@ class BusProtocol(AMQClient):
     def violated(self, violation):
         """
         The broker broke the protocol: log why and close the connection with
-        the violation's reply code.
+        the violation's reply code.  Once closing, more of the same drops the
+        connection at once.
         """
+        if self._hanging_up is not None:
+            self._log.debug("the broker broke the AMQP protocol again ({what}); dropping "
+                            "the connection", what=violation.text)
+            self._abort()
+            return
         self._log.error("the broker broke the AMQP protocol: it sent {what}; closing the "
                         "connection ({code}) and connecting again", what=violation.text,
                         code=violation.reply_code)
-        if self._hanging_up is not None:
-            self._abort()
-            return
         self.hang_up(violation.reply_code, f"protocol violation: {violation.text}",
                      violation.class_id, violation.method_id)
 
@@ -409,17 +377,23 @@ class BusProtocol(AMQClient):
 class BusFactory(Factory):
     """
     Builds L{BusProtocol}s for one broker URL.
+
+    @ivar deliveries_per_read: The protocols' L{BusProtocol.max_deliveries_per_read}.
     """
 
     noisy = False
 
-    def __init__(self, vhost, heartbeat, clock, connection_name):
+    def __init__(self, vhost, heartbeat, clock, connection_name,
+                 deliveries_per_read=BusProtocol.max_deliveries_per_read):
         self.vhost = vhost
         self.heartbeat = heartbeat
         self.clock = clock
+        self.deliveries_per_read = deliveries_per_read
         self.client_properties = {"product": "ioppy-agent", "version": __version__,
                                   "connection_name": connection_name}
 
     def buildProtocol(self, addr):
-        return BusProtocol(load_spec(), self.vhost, self.heartbeat, self.clock,
-                           self.client_properties)
+        protocol = BusProtocol(load_spec(), self.vhost, self.heartbeat, self.clock,
+                               self.client_properties)
+        protocol.max_deliveries_per_read = self.deliveries_per_read
+        return protocol

@@ -4,10 +4,11 @@ deliveries, with whatever AMQP 0-9-1 does not allow refused.
 
 The reader trusts nothing it is sent.  A frame larger than the negotiated
 C{frame_max} is refused as soon as its 7-byte header arrives, before its
-payload is buffered; a body is kept only up to L{MAX_BODY} (a larger one is
-skipped as it streams past, never stored, and reported as oversize); the
-bytes waiting for the rest of a frame are held as a list of reads and
-joined once, so a slow frame costs no copy per read.  Frames out of order,
+payload is buffered; a body is kept only up to C{max_body} (a larger one is
+skipped as it streams past, never stored, and reported as oversize; see
+L{ioppy_agent.bus.content}); the bytes waiting for the rest of a frame are
+held as a list of reads and joined once, so a slow frame costs no copy per
+read.  Frames out of order,
 on channels that were never opened, of unknown types, or carrying methods a
 broker does not send raise L{ProtocolViolation} with the reply code to
 close the connection with.
@@ -15,19 +16,15 @@ close the connection with.
 Pure: this module imports neither Twisted nor txamqp; it is tested on bytes.
 """
 
-import struct
-
+from .content import Contents, Delivery
 from .errors import (CHANNEL_ERROR, COMMAND_INVALID, FRAME_ERROR, NOT_IMPLEMENTED,
-                     SYNTAX_ERROR, UNEXPECTED_FRAME, ProtocolViolation)
-from .framing import (BASIC_DELIVER, BROKER_MAX_BODY, CHANNEL_CLOSE, CHANNEL_CLOSE_OK,
-                      CONNECTION_CLOSE, CONNECTION_CLOSE_OK, CONTENT_METHODS, FRAME_BODY,
-                      FRAME_END, FRAME_HEAD, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_MAX,
-                      FRAME_METHOD, MAX_BODY, METHOD_IDS, OVERHEAD, SERVER_METHODS,
-                      method_name)
+                     UNEXPECTED_FRAME, ProtocolViolation)
+from .framing import (CHANNEL_CLOSE, CHANNEL_CLOSE_OK, CONNECTION_CLOSE, CONNECTION_CLOSE_OK,
+                      CONTENT_METHODS, FRAME_BODY, FRAME_END, FRAME_HEAD, FRAME_HEADER,
+                      FRAME_HEARTBEAT, FRAME_MAX, FRAME_METHOD, MAX_BODY, METHOD_IDS,
+                      OVERHEAD, SERVER_METHODS, method_name)
 
-_CONTENT_HEAD = struct.Struct("!HHQH")
-_LONGLONG = struct.Struct("!Q")
-_SHORT = struct.Struct("!H")
+__all__ = ["Delivery", "FrameReader", "MethodFrame"]
 
 
 class MethodFrame:
@@ -53,76 +50,8 @@ class MethodFrame:
         return f"<MethodFrame {self.name} on channel {self.channel}>"
 
 
-class Delivery:
-    """
-    One message with content (C{basic.deliver}), assembled from its method,
-    content header and body frames.
-
-    @ivar body: The body, C{bytes}; C{None} if it was larger than the
-        reader's C{max_body} and was skipped (L{oversize}).
-    @ivar size: The body size the content header announced.
-    """
-
-    __slots__ = ("channel", "consumer_tag", "delivery_tag", "redelivered", "exchange",
-                 "routing_key", "content_type", "size", "body", "oversize",
-                 "_received", "_chunks")
-
-    def __init__(self, channel, consumer_tag, delivery_tag, redelivered, exchange,
-                 routing_key):
-        self.channel = channel
-        self.consumer_tag = consumer_tag
-        self.delivery_tag = delivery_tag
-        self.redelivered = redelivered
-        self.exchange = exchange
-        self.routing_key = routing_key
-        self.content_type = None
-        self.size = None
-        self.body = None
-        self.oversize = False
-        self._received = 0
-        self._chunks = None
-
-    def __repr__(self):
-        return (f"<Delivery {self.routing_key!r} on channel {self.channel}, "
-                f"{self.size} bytes>")
-
-
 def _violation(code, text, ids=(0, 0)):
     return ProtocolViolation(code, text, *ids)
-
-
-def _no_content_on_zero(channel):
-    if channel == 0:
-        raise _violation(CHANNEL_ERROR, "content frames on channel 0, which is for "
-                                        "connection methods only")
-
-
-def parse_deliver(channel, buf, start, end):
-    """
-    @return: The L{Delivery} that the C{basic.deliver} payload
-        C{buf[start:end]} (past its class and method ids) begins.
-    @raise ProtocolViolation: if its fields do not fit the payload.
-    """
-    try:
-        at = start
-        length = buf[at]
-        tag = buf[at + 1:at + 1 + length].decode("utf-8", "replace")
-        at += 1 + length
-        delivery_tag, = _LONGLONG.unpack_from(buf, at)
-        redelivered = bool(buf[at + 8] & 1)
-        at += 9
-        length = buf[at]
-        exchange = buf[at + 1:at + 1 + length].decode("utf-8", "replace")
-        at += 1 + length
-        length = buf[at]
-        routing_key = buf[at + 1:at + 1 + length].decode("utf-8", "replace")
-        at += 1 + length
-    except (IndexError, struct.error):
-        at = end + 1
-    if at > end:
-        raise _violation(SYNTAX_ERROR, "basic.deliver: its fields overrun the frame",
-                         BASIC_DELIVER)
-    return Delivery(channel, tag, delivery_tag, redelivered, exchange, routing_key)
 
 
 class FrameReader:
@@ -146,16 +75,9 @@ class FrameReader:
     @ivar skipped: Frames skipped on closing channels.
     """
 
-    def __init__(self, frame_max=FRAME_MAX, max_body=MAX_BODY,
-                 content_methods=frozenset({BASIC_DELIVER})):
-        """
-        @param content_methods: The content-bearing methods the caller
-            handles; the others (C{basic.return}, C{basic.get-ok}) answer
-            requests it never makes and are refused.
-        """
+    def __init__(self, frame_max=FRAME_MAX, max_body=MAX_BODY):
         self.frame_max = frame_max
-        self.max_body = max_body
-        self.content_methods = content_methods
+        self.contents = Contents(max_body)
         self.skipped = 0
         self._buf = b""
         self._pos = 0
@@ -164,7 +86,20 @@ class FrameReader:
         self._needed = 0
         self._open = {0}
         self._closing = set()
-        self._content = {}
+        # The channels whose frames are read as usual: open, and neither
+        # they nor the connection closing (one look-up per frame).
+        self._normal = {0}
+
+    @property
+    def max_body(self):
+        """
+        The largest body kept; a larger one is skipped as it comes.
+        """
+        return self.contents.max_body
+
+    @max_body.setter
+    def max_body(self, size):
+        self.contents.max_body = size
 
     # Channels.
 
@@ -174,6 +109,8 @@ class FrameReader:
         """
         self._open.add(channel)
         self._closing.discard(channel)
+        if 0 not in self._closing:
+            self._normal.add(channel)
 
     def closing_channel(self, channel):
         """
@@ -181,10 +118,11 @@ class FrameReader:
         except C{close} and C{close-ok}.
         """
         self._closing.add(channel)
+        self.contents.drop(channel)
         if channel == 0:
-            self._content.clear()
+            self._normal.clear()
         else:
-            self._content.pop(channel, None)
+            self._normal.discard(channel)
 
     def close_channel(self, channel):
         """
@@ -194,13 +132,14 @@ class FrameReader:
         if channel:
             self._open.discard(channel)
             self._closing.discard(channel)
-            self._content.pop(channel, None)
+            self._normal.discard(channel)
+            self.contents.drop(channel)
 
     def awaiting_content(self, channel):
         """
         @return: Whether C{channel} is in the middle of a message's content.
         """
-        return channel in self._content
+        return channel in self.contents
 
     # Bytes.
 
@@ -248,49 +187,70 @@ class FrameReader:
             self._join()
         buf = self._buf
         end = len(buf)
+        pos = self._pos
+        normal = self._normal
+        contents = self.contents
+        limit = self.frame_max - OVERHEAD
         while True:
-            pos = self._pos
             if end - pos < 7:
                 if end > pos:
                     self._needed = 7 - (end - pos)
+                self._pos = pos
                 return None
             kind, channel, size = FRAME_HEAD.unpack_from(buf, pos)
-            if size > self.frame_max - OVERHEAD:
+            if size > limit:
                 raise _violation(FRAME_ERROR, f"a frame of {size + OVERHEAD} bytes, more "
                                               f"than the negotiated frame_max {self.frame_max}")
             last = pos + 7 + size
             if last >= end:
                 self._needed = last + 1 - end
+                self._pos = pos
                 return None
             if buf[last] != FRAME_END:
                 raise _violation(FRAME_ERROR, f"a frame that does not end with {FRAME_END:#x}")
-            self._pos = last + 1
-            if channel in self._closing or (0 in self._closing and channel):
-                if self._closing_frame(kind, channel, buf, pos, size) is None:
-                    self.skipped += 1
-                    continue
-            elif channel not in self._open:
-                raise _violation(CHANNEL_ERROR, f"a frame of type {kind} on channel "
-                                                f"{channel}, which was never opened")
-            start = pos + 7
+            start, frame, pos = pos + 7, pos, last + 1
+            if channel not in normal and not self._unusual(kind, channel, buf, frame, size):
+                continue
             if kind == FRAME_BODY:
-                delivery = self._body(channel, buf, start, last)
-                if delivery is not None:
-                    return delivery
+                event = contents.body(channel, buf, start, last)
             elif kind == FRAME_METHOD:
-                event = self._method(channel, buf, pos, start, last)
-                if event is not None:
-                    return event
+                if buf[start + 1] == 60 and buf[start + 3] == 60 and not buf[start] \
+                        and not buf[start + 2] and size >= 4 and channel \
+                        and channel not in contents:
+                    delivery = contents.deliver(channel, buf, start + 4, last, end, limit)
+                    if delivery is not None:
+                        self._pos = contents.next_frame
+                        return delivery
+                    continue
+                event = self._method(channel, buf, frame, start, last)
             elif kind == FRAME_HEADER:
-                delivery = self._header(channel, buf, start, last)
-                if delivery is not None:
-                    return delivery
+                event = contents.header(channel, buf, start, last)
             elif kind == FRAME_HEARTBEAT:
                 if channel or size:
                     raise _violation(FRAME_ERROR, "a heartbeat frame with a channel or a "
                                                   "payload")
+                continue
             else:
                 raise _violation(FRAME_ERROR, f"a frame of unknown type {kind}")
+            if event is not None:
+                self._pos = pos
+                return event
+
+    def _unusual(self, kind, channel, buf, frame, size):
+        """
+        A frame on a channel that is closing, or was never opened.
+
+        @return: C{True} to read it as usual (a closing method), C{False} to
+            skip it.
+        @raise ProtocolViolation: for a channel never opened.
+        """
+        if channel in self._closing or (channel and 0 in self._closing):
+            if self._closing_frame(kind, channel, buf, frame, size):
+                return True
+            self.skipped += 1
+            return False
+        raise _violation(CHANNEL_ERROR, f"a frame of type {kind} on channel {channel}, which "
+                                        "was never opened")
 
     def _closing_frame(self, kind, channel, buf, pos, size):
         """
@@ -313,83 +273,15 @@ class FrameReader:
         if ids not in SERVER_METHODS:
             raise _violation(NOT_IMPLEMENTED, f"{method_name(*ids)}, which AMQP 0-9-1 "
                                               "brokers do not send", ids)
-        if channel in self._content:
+        if channel in self.contents:
             raise _violation(UNEXPECTED_FRAME, f"{method_name(*ids)} on channel {channel} "
                                                "while a message's content was expected", ids)
         if (channel == 0) != (ids[0] == 10):
             raise _violation(CHANNEL_ERROR, f"{method_name(*ids)} on channel {channel}: "
                                             "channel 0 is for connection methods only", ids)
         if ids in CONTENT_METHODS:
-            if ids not in self.content_methods:
-                raise _violation(COMMAND_INVALID, f"{method_name(*ids)}, which answers "
-                                                  "nothing this client does", ids)
-            self._content[channel] = parse_deliver(channel, buf, start + 4, last)
-            return None
+            # basic.deliver is read by Contents.deliver; it comes here only on channel 0
+            # or inside another message's content, refused above.
+            raise _violation(COMMAND_INVALID, f"{method_name(*ids)}, which answers nothing "
+                                              "this client does", ids)
         return MethodFrame(channel, ids[0], ids[1], buf[pos:last + 1])
-
-    def _header(self, channel, buf, start, last):
-        delivery = self._content.get(channel)
-        if delivery is None or delivery.size is not None:
-            _no_content_on_zero(channel)
-            raise _violation(UNEXPECTED_FRAME, f"a content header on channel {channel} "
-                                               "with no message before it")
-        if last - start < 14:
-            raise _violation(FRAME_ERROR, "a content header too short for its fields")
-        class_id, weight, size, flags = _CONTENT_HEAD.unpack_from(buf, start)
-        if class_id != 60 or weight:
-            raise _violation(UNEXPECTED_FRAME, f"a content header of class {class_id}, "
-                                               f"weight {weight} after basic.deliver")
-        if size > BROKER_MAX_BODY:
-            raise _violation(FRAME_ERROR, f"a content header announcing {size} bytes, "
-                                          f"more than any broker sends ({BROKER_MAX_BODY})")
-        at = start + 12
-        more = flags
-        while more & 1:
-            at += 2
-            if at + 2 > last:
-                raise _violation(FRAME_ERROR, "content header property flags overrun the frame")
-            more, = _SHORT.unpack_from(buf, at)
-        if flags & 0x8000:
-            at += 2
-            length = buf[at] if at < last else 0
-            if at + 1 + length > last:
-                raise _violation(FRAME_ERROR, "the content type overruns the content header")
-            delivery.content_type = buf[at + 1:at + 1 + length].decode("utf-8", "replace")
-        delivery.size = size
-        if size > self.max_body:
-            delivery.oversize = True
-        if size == 0:
-            del self._content[channel]
-            delivery.body = b""
-            return delivery
-        return None
-
-    def _body(self, channel, buf, start, last):
-        delivery = self._content.get(channel)
-        if delivery is None or delivery.size is None:
-            _no_content_on_zero(channel)
-            raise _violation(UNEXPECTED_FRAME, f"a body frame on channel {channel} with no "
-                                               "content header before it")
-        length = last - start
-        received = delivery._received + length
-        if received > delivery.size:
-            raise _violation(FRAME_ERROR, f"body frames carrying more than the "
-                                          f"{delivery.size} bytes their header announced")
-        if received == delivery.size:
-            del self._content[channel]
-            if delivery.oversize:
-                return delivery
-            chunks = delivery._chunks
-            if chunks is None:
-                delivery.body = buf[start:last]
-            else:
-                chunks.append(buf[start:last])
-                delivery.body = b"".join(chunks)
-                delivery._chunks = None
-            return delivery
-        delivery._received = received
-        if not delivery.oversize and length:
-            if delivery._chunks is None:
-                delivery._chunks = []
-            delivery._chunks.append(buf[start:last])
-        return None

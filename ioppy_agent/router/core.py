@@ -41,6 +41,7 @@ class PacketRouter:
         self.to_drop = 0
         self._capture = capture
         self._keys = {}
+        self._known = set()
 
     @property
     def agents(self):
@@ -75,17 +76,22 @@ class PacketRouter:
         return Drop("bad message", f"dropped a message on {routing_key}: {error}")
 
     def _learn(self, name):
+        if name in self._known:
+            return
         if name == wire.ROUTER_NAME:
             return
         try:
             check_name(name)
         except BadAddress:
             return
+        if len(self._known) < 4096:
+            self._known.add(name)
         if self.policy.learn(name):
             self._log.info("agent {name} joined; agents: {agents}", name=name,
                            agents=", ".join(self.agents))
 
     def _forget(self, name):
+        self._known.discard(name)
         if self.policy.forget(name):
             self._log.info("agent {name} left; agents: {agents}", name=name,
                            agents=", ".join(self.agents) or "none")

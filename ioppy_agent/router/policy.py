@@ -57,13 +57,11 @@ class IRoutingPolicy(Interface):
         """
 
 
-@implementer(IRoutingPolicy)
-class FanOut:
+class _KnownAgents:
     """
-    Every agent known gets every other agent's packets.
+    The agents that announced themselves and have not left, and the peer
+    lists computed from them, kept until they change.
     """
-
-    description = "every agent's packets to every other agent"
 
     def __init__(self):
         self._agents = set()
@@ -73,25 +71,42 @@ class FanOut:
         if name in self._agents:
             return False
         self._agents.add(name)
-        self._peers.clear()
+        self._changed()
         return True
 
     def forget(self, name):
         if name not in self._agents:
             return False
         self._agents.discard(name)
-        self._peers.clear()
+        self._changed()
         return True
 
     def agents(self):
         return sorted(self._agents)
+
+    def _changed(self):
+        """
+        The agents known changed.
+        """
+
+
+@implementer(IRoutingPolicy)
+class FanOut(_KnownAgents):
+    """
+    Every agent known gets every other agent's packets.
+    """
+
+    description = "every agent's packets to every other agent"
+
+    def _changed(self):
+        self._peers.clear()
 
     def peers_of(self, sender):
         return _cache(self._peers, sender, lambda: tuple(sorted(self._agents - {sender})))
 
 
 @implementer(IRoutingPolicy)
-class FixedTopology:
+class FixedTopology(_KnownAgents):
     """
     The links and observers of a L{Topology}, whoever announces itself; the
     agents seen are remembered only to be listed.
@@ -100,24 +115,8 @@ class FixedTopology:
     description = "the links of a fixed topology"
 
     def __init__(self, topology):
+        _KnownAgents.__init__(self)
         self.topology = topology
-        self._seen = set()
-        self._peers = {}
-
-    def learn(self, name):
-        if name in self._seen:
-            return False
-        self._seen.add(name)
-        return True
-
-    def forget(self, name):
-        if name not in self._seen:
-            return False
-        self._seen.discard(name)
-        return True
-
-    def agents(self):
-        return sorted(self._seen)
 
     def peers_of(self, sender):
         return _cache(self._peers, sender,

@@ -21,6 +21,8 @@ from .policy import FanOut, FixedTopology
 from .topology import Topology
 
 ROUTER_QUEUE = "ioppy.router"
+# The router has no TUN to read between deliveries: a whole read at a time.
+DELIVERIES_PER_READ = 1024
 BINDINGS = (wire.ANY_PACKET_FROM_AGENT, wire.ANY_TUN_STARTED, wire.COMPONENT_READY,
             wire.COMPONENT_SHUTDOWN, wire.LOSSY_LINK_START)
 
@@ -58,7 +60,8 @@ class RouterService(BusService):
 
     def __init__(self, reactor, config, process, make_connector=BusConnector):
         BusService.__init__(self, reactor, config.bus, config.report, process,
-                            "ioppy-router", make_connector)
+                            "ioppy-router", make_connector,
+                            deliveries_per_read=DELIVERIES_PER_READ)
         self.config = config
         self.pcap = None
         policy = FixedTopology(config.topology) if config.topology else FanOut()

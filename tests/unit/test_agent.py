@@ -116,6 +116,16 @@ class StartTests(AgentTestCase):
         self.assertTrue(self.connector.prepared)
         self.assertFalse(self.connector.started)
 
+    def test_deliveries_per_read(self):
+        """
+        The bus hands the agent as many deliveries per reactor turn as the TUN
+        port reads packets, so that writing into the TUN never outruns
+        reading it.
+        """
+        from ioppy_agent.tun import TunPort
+        self.assertEqual(self.connector.options["deliveries_per_read"],
+                         TunPort.max_packets_per_read)
+
     def test_start_opens_if_not_privileged(self):
         """
         Without C{privilegedStartService}, C{startService} opens the TUN,

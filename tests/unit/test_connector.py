@@ -126,6 +126,14 @@ class ConnectorTests(SynchronousTestCase):
         self.assertIs(self.connector.state, State.CONNECTED)
         self.assertTrue(self.sessions[0].client.ready)
 
+    def test_deliveries_per_read(self):
+        """
+        Each connection's protocol takes the connector's deliveries per read.
+        """
+        connector = self.make(deliveries_per_read=7)
+        connector.start()
+        self.assertEqual(self.endpoint.pumps[0].client.max_deliveries_per_read, 7)
+
     def test_reconnects_and_sets_up_again(self):
         """
         When the connection drops, the session is cleared, the loss is logged

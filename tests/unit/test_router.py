@@ -277,13 +277,17 @@ class TopologyTests(SynchronousTestCase):
 
     def test_read_errors_name_the_file(self):
         """
-        A file that cannot be read or parsed is refused naming it.
+        A file that cannot be read or parsed is refused naming it and the
+        reason.
         """
-        path = self.mktemp()
-        with open(path, "w") as f:
-            f.write("{")
-        for p in (path, path + ".missing"):
-            self.assertIn(p, str(self.assertRaises(BadTopology, read_topology, p)))
+        missing = self.mktemp()
+        error = self.assertRaises(BadTopology, read_topology, missing)
+        self.assertEqual(str(error), f"{missing}: No such file or directory")
+        with open(missing, "w") as f:
+            f.write('{"links": [["agent_1", "agent_1"]]}')
+        error = self.assertRaises(BadTopology, read_topology, missing)
+        self.assertIn(f"{missing}: link ['agent_1', 'agent_1'] joins an agent to itself",
+                      str(error))
 
 
 class RouterServiceTests(SynchronousTestCase):
@@ -336,6 +340,13 @@ class RouterServiceTests(SynchronousTestCase):
         self.session.deliver(ROUTER_QUEUE, wire.packet_from("agent_1"), BODY)
         counters = self.service.counters
         self.assertEqual((counters.drops["send buffer full"], counters.packets["out"]), (2, 2))
+
+    def test_deliveries_per_read(self):
+        """
+        The router, which has no TUN to read, takes a whole read of
+        deliveries at a time.
+        """
+        self.assertEqual(self.service.connector.options["deliveries_per_read"], 1024)
 
     def test_no_peer_counted(self):
         """

@@ -9,7 +9,7 @@ import re
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ioppy_agent.bus.protocol import TXAMQP_CLIENT_ATTRIBUTES, TXAMQP_INTERNALS, load_spec
+from ioppy_agent.bus.spec import TXAMQP_CLIENT_ATTRIBUTES, TXAMQP_INTERNALS, load_spec
 
 
 def installed_txamqp():

@@ -80,9 +80,10 @@ class HangUpTests(ViolationTestCase):
         the connection at once.
         """
         self.violate(b"\x03\x00\x01\xff\xff\xff\xf0", 501, "a frame of 4294967288 bytes")
-        with capturedLogs():
+        with capturedLogs() as events:
             self.pump.send(b"x" * 1000)
         self.assertTrue(self.pump.aborted)
+        self.assertEqual([e for e in events if e["log_level"] == LogLevel.error], [])
         self.assertLess(self.client.reader.buffered, 2000)
 
 
