@@ -4,7 +4,6 @@ own: the kernel answers a ping the port writes, and the port reads the reply.
 """
 
 import select
-import struct
 import time
 
 from twisted.internet.testing import MemoryReactor
@@ -14,28 +13,8 @@ from ioppy_agent import netlink
 from ioppy_agent.addressing import make_addresses
 from ioppy_agent.tun import TunPort, open_tun
 
+from ..lab.packets import echo_request
 from .harness import Namespace, require
-
-
-def checksum(data):
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def echo_request(source, destination, ident=0x1D, seq=1, payload=b"ioppy-agent"):
-    """
-    @return: An IPv4 ICMP echo request, checksums filled in.
-    """
-    icmp = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + payload
-    icmp = icmp[:2] + struct.pack("!H", checksum(icmp)) + icmp[4:]
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 0, 0, 64, 1, 0,
-                         bytes(source), bytes(destination))
-    header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
-    return header + icmp
 
 
 class RealDeviceTests(SynchronousTestCase):

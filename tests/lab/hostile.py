@@ -21,6 +21,8 @@ from twisted.internet import defer, endpoints, protocol, task
 
 from ioppy_agent.bus.framing import encode_table, pack_frame, shortstr
 
+from .packets import echo_request
+
 HEAD = struct.Struct("!BHI")
 QUEUE = "ioppy.agent.agent_1"
 KEY_IN = "toAgent.agent_1.ip.tun.packet.raw"
@@ -56,24 +58,11 @@ def header(size, content_type="application/octet-stream", channel=1):
                       + shortstr(content_type))
 
 
-def checksum(data):
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def echo_request(seq, source=(10, 2, 0, 2), destination=(10, 2, 0, 1)):
+def agent_echo_request(seq):
     """
-    @return: An IPv4 ICMP echo request to agent_1's address.
+    @return: An echo request from agent_2's address to agent_1's.
     """
-    icmp = struct.pack("!BBHHH", 8, 0, 0, 0x1D, seq & 0xFFFF) + b"hostile broker"
-    icmp = icmp[:2] + struct.pack("!H", checksum(icmp)) + icmp[4:]
-    head = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), seq & 0xFFFF, 0, 64, 1, 0,
-                       bytes(source), bytes(destination))
-    return head[:10] + struct.pack("!H", checksum(head)) + head[12:] + icmp
+    return echo_request((10, 2, 0, 2), (10, 2, 0, 1), seq=seq, payload=b"hostile broker")
 
 
 def is_echo_reply(body, content_type):
@@ -178,7 +167,7 @@ class Broker(protocol.Protocol):
         if self.hostile:
             self.factory.reactor.callLater(0.5, self.attack)
         else:
-            self.send(deliver(echo_request(9999)))
+            self.send(deliver(agent_echo_request(9999)))
 
     def cancel(self, channel, args):
         tag = args[1:1 + args[0]].decode()
@@ -233,7 +222,7 @@ class Broker(protocol.Protocol):
         self.send(b"".join(frames))
         for _ in range(size // chunk):
             self.send(piece)
-        self.send(deliver(echo_request(1)))
+        self.send(deliver(agent_echo_request(1)))
 
     def absurd_body(self):
         """
@@ -271,7 +260,7 @@ class Broker(protocol.Protocol):
         """
         2000 echo requests for the client's TUN, written at once.
         """
-        self.send(b"".join(deliver(echo_request(seq), delivery_tag=seq + 1)
+        self.send(b"".join(deliver(agent_echo_request(seq), delivery_tag=seq + 1)
                            for seq in range(2000)))
 
     def connectionLost(self, reason):

@@ -108,3 +108,23 @@ class ProcessControlTests(SynchronousTestCase):
         reactor.run()
         self.assertEqual(signal.getsignal(signal.SIGTERM), control._on_signal)
         self.assertEqual(signal.getsignal(signal.SIGINT), control._on_signal)
+
+
+class ExitStatusTests(SynchronousTestCase):
+    """
+    L{exit_status_of} maps the bus's fatal errors to the documented exit
+    statuses.
+    """
+
+    def test_statuses(self):
+        """
+        A locked queue is 2, a refused login, vhost or exchange 3, TLS 4,
+        anything else 1.
+        """
+        from ioppy_agent.bus import errors
+        from ioppy_agent.process import exit_status_of
+        cases = [(errors.QueueLocked("x"), 2), (errors.LoginRefused("x"), 3),
+                 (errors.AccessRefused("x"), 3), (errors.ExchangeMissing("x"), 3),
+                 (errors.TLSFailed("x"), 4), (errors.FatalBusError("x"), 1)]
+        self.assertEqual([exit_status_of(error) for error, _ in cases],
+                         [status for _, status in cases])
