@@ -1,0 +1,124 @@
+"""
+The documentation against the code: every option of both programs is
+documented, every documented option exists, and the module map names
+every module.
+"""
+
+import os
+import re
+
+from twisted.scripts._twistd_unix import ServerOptions
+from twisted.trial.unittest import SynchronousTestCase
+
+from ioppy_agent.cli import ConnectOptions
+from ioppy_agent.tap import AgentOptions, RouterOptions
+
+from .test_layout import PACKAGE, ROOT, modules
+
+OPERATING = os.path.join(ROOT, "docs", "operating.md")
+ARCHITECTURE = os.path.join(ROOT, "docs", "architecture.md")
+README = os.path.join(ROOT, "README.md")
+# Options usage.Options adds to every command.
+BUILT_IN = {"--help", "--version"}
+# Other commands' options the documents show (systemctl enable --now).
+ELSEWHERE = {"--now"}
+
+
+def read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def options_of(options_class):
+    """
+    @return: The long option names of a L{usage.Options} class.
+    """
+    options = options_class()
+    names = {"--" + name for name in options.synonyms if len(name) > 1}
+    return {name.replace("_", "-") for name in names} - BUILT_IN
+
+
+def documented(heading):
+    """
+    @return: The options in the first column of the table under
+        C{heading} in docs/operating.md.
+    """
+    text = read(OPERATING)
+    section = text.split(heading + "\n", 1)[1].split("\n#", 1)[0]
+    names = set()
+    for line in section.splitlines():
+        if line.startswith("| `-"):
+            names |= set(re.findall(r"`(--[a-z0-9-]+)`", line.split("|")[1]))
+    return names
+
+
+def scripts_options():
+    """
+    @return: The options the bench and soak scripts take.
+    """
+    names = set()
+    for script in ("bench.py", "soak.py"):
+        names |= set(re.findall(r'add_argument\("(--[a-z-]+)"',
+                                read(os.path.join(ROOT, "scripts", script))))
+    return names
+
+
+class OptionDocsTests(SynchronousTestCase):
+    """
+    docs/operating.md has one table per command, and they match the code.
+    """
+
+    def test_agent(self):
+        """
+        The agent's table lists exactly the agent's options.
+        """
+        self.assertEqual(documented("### `twistd ioppy-agent`"), options_of(AgentOptions))
+
+    def test_router(self):
+        """
+        The router's table lists exactly the router's options.
+        """
+        self.assertEqual(documented("### `twistd ioppy-router`"), options_of(RouterOptions))
+
+    def test_connect(self):
+        """
+        The connect table lists the options connect adds to the agent's.
+        """
+        self.assertEqual(documented("### `ioppy-agent connect`"),
+                         options_of(ConnectOptions) - options_of(AgentOptions))
+
+    def test_every_option_mentioned_exists(self):
+        """
+        Every --option the README and the operating guide mention is one of
+        the programs', twistd's or the bench scripts'.
+        """
+        known = (options_of(AgentOptions) | options_of(RouterOptions)
+                 | options_of(ConnectOptions) | options_of(ServerOptions)
+                 | scripts_options() | BUILT_IN | ELSEWHERE)
+        for path in (README, OPERATING, ARCHITECTURE):
+            mentioned = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]+)(?![A-Za-z.])",
+                                       read(path)))
+            self.assertEqual(mentioned - known, set(), path)
+
+
+class ModuleMapTests(SynchronousTestCase):
+    """
+    docs/architecture.md names every module of the package.
+    """
+
+    def test_every_module_named(self):
+        """
+        Each module's file name appears in the module map, in the section of
+        its package.
+        """
+        text = read(ARCHITECTURE)
+        tree = text.split("## Module map", 1)[1].split("## ", 1)[0]
+        for relative in modules():
+            directory, name = os.path.split(relative)
+            if directory:
+                section = tree.split(f"  {directory}/\n", 1)
+                self.assertEqual(len(section), 2, f"no {directory}/ in the map")
+                self.assertIn(f"    {name} ", section[1], relative)
+            else:
+                self.assertIn(f"  {name} ", tree, relative)
+        self.assertTrue(os.path.isdir(PACKAGE))
