@@ -251,12 +251,12 @@ class StopTests(HostileTestCase):
         """
         A broker that answers basic.cancel with a stray header and a reply to
         nothing: the agent logs the violation and still stops, exit status
-        0, within a few seconds, and removes its TUN.
+        0, within 3 s, and removes its TUN.
         """
         self.start("stray-reply-at-stop")
         code, seconds = self.agent.terminate(timeout=10)
         self.assertEqual(code, 0, self.agent.text())
-        self.assertLess(seconds, 5)
+        self.assertLess(seconds, 3)
         self.assertIn("the broker broke the AMQP protocol: it sent a content header on "
                       "channel 1 with no message before it", self.agent.text())
         self.assertNotIn("tun0", self.ns.links())
