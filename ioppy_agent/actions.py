@@ -27,6 +27,29 @@ class Forward(NamedTuple):
     packet: Optional[bytes] = None
 
 
+class Capture(NamedTuple):
+    """
+    A packet that passed between two agents without this program: record
+    it (in the capture file), nothing else.
+    """
+
+    packet: bytes
+
+
+class Reroute(NamedTuple):
+    """
+    New routes from the router: bind the agent's queue to C{bind}, unbind it
+    from C{unbind}, and route C{add_routes} (prefixes behind other agents'
+    hosts) into the TUN, no longer C{remove_routes}.
+    """
+
+    bind: Tuple
+    unbind: Tuple
+    add_routes: Tuple
+    remove_routes: Tuple
+    summary: str
+
+
 class Publish(NamedTuple):
     """
     Publish these control C{messages}.

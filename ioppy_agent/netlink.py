@@ -17,6 +17,9 @@ NETNS_DIR = "/var/run/netns"
 # IFA_F_NODAD: use an IPv6 address at once, without duplicate detection
 # (a TUN interface has no neighbours to collide with).
 IFA_F_NODAD = 0x02
+# IN6_ADDR_GEN_MODE_NONE: the kernel adds no link-local address of its own,
+# so that fe80::<host>, which the agent announces, is the only one.
+ADDR_GEN_MODE_NONE = 1
 
 
 class NetlinkFailure(Exception):
@@ -122,10 +125,12 @@ def configure(ifname, addresses, mtu, netns=None):
         index = _index(ipr, ifname, netns)
         _check_unused(ipr, index, addresses, netns)
         ipr.link("set", index=index, mtu=mtu)
+        ipr.link("set", index=index, IFLA_AF_SPEC={"attrs": [["AF_INET6", {"attrs": [
+            ["IFLA_INET6_ADDR_GEN_MODE", ADDR_GEN_MODE_NONE]]}]]})
         wanted = {(str(a.ip), a.network.prefixlen) for a in addresses}
         for existing in ipr.get_addr(index=index):
             key = (existing.get_attr("IFA_ADDRESS"), existing["prefixlen"])
-            if key not in wanted and not key[0].startswith("fe80:"):
+            if key not in wanted:
                 ipr.addr("del", index=index, address=key[0], prefixlen=key[1])
         have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
                 for a in ipr.get_addr(index=index)}
@@ -140,5 +145,25 @@ def configure(ifname, addresses, mtu, netns=None):
         ipr.link("set", index=index, state="up")
     except NetlinkError as e:
         raise NetlinkFailure(f"cannot configure interface {ifname!r}: {e}") from None
+    finally:
+        ipr.close()
+
+
+def route(ifname, networks, remove=False, netns=None):
+    """
+    Route C{networks} (L{ipaddress} networks) into interface C{ifname}, or
+    with C{remove} no longer.
+
+    @raise NetlinkFailure: if the kernel refuses.
+    """
+    ipr = _open(netns)
+    try:
+        index = _index(ipr, ifname, netns)
+        for net in networks:
+            try:
+                ipr.route("del" if remove else "replace", dst=str(net), oif=index)
+            except NetlinkError as e:
+                if not remove:
+                    raise NetlinkFailure(f"cannot route {net} into {ifname!r}: {e}") from None
     finally:
         ipr.close()

@@ -21,6 +21,7 @@ from .bus import DEFAULT_EXCHANGE, DEFAULT_HEARTBEAT, BusConfig
 from .bus.tls import TLSConfigError, TLSSettings, load_ca, load_client_certificate
 from .process import ProcessControl
 from .router import BadTopology, RouterConfig, RouterService, read_topology
+from .routes import network
 from .stats import ReportConfig
 from .tun import IFNAMSIZ
 from .url import DEFAULT_URL, BadURL, parse_amqp_url
@@ -196,8 +197,25 @@ class AgentOptions(CommonOptions):
                                "application/octet-stream; faster). Both are read."],
     ]
 
+    def __init__(self):
+        CommonOptions.__init__(self)
+        self["routes"] = []
+
+    def opt_route(self, prefix):
+        """
+        A prefix routed behind this host, such as cccc::/64 for an
+        implementation on a 6LoWPAN network behind a border router here: the
+        agent announces it, other agents send packets for it here, and this
+        agent may send from it.  Give it once per prefix.
+        """
+        self["routes"].append(prefix)
+
     def postOptions(self):
         CommonOptions.postOptions(self)
+        try:
+            self["routes"] = [network(text) for text in self["routes"]]
+        except BadAddress as e:
+            raise usage.UsageError(f"--route: {e}") from None
         if self["name"] is None:
             raise usage.UsageError("--name is required, for example --name agent_1")
         try:
@@ -231,7 +249,8 @@ class AgentOptions(CommonOptions):
         return AgentConfig(
             name=self["name"], addresses=self["addresses"], bus=self["bus"],
             report=self["report"], mtu=self["mtu"], tun_name=self["tun-name"],
-            netns=self["netns"], pcap=self["pcap"], wire=self["wire"])
+            netns=self["netns"], pcap=self["pcap"], wire=self["wire"],
+            prefixes=tuple(self["routes"]))
 
 
 class RouterOptions(CommonOptions):

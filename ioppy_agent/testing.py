@@ -63,6 +63,7 @@ class MemoryLinks:
     @ivar namespaces: The network namespaces that "exist".
     @ivar configured: C{(ifname, addresses, mtu, netns)} per configure call.
     @ivar moved: C{(ifname, netns, new_name)} per move.
+    @ivar routes: The networks routed into each interface, by name.
     @ivar fail_with: An exception to raise from the next configure call.
     """
 
@@ -70,6 +71,7 @@ class MemoryLinks:
         self.namespaces = set(namespaces)
         self.configured = []
         self.moved = []
+        self.routes = {}
         self.fail_with = None
 
     def netns_exists(self, name):
@@ -83,6 +85,14 @@ class MemoryLinks:
             error, self.fail_with = self.fail_with, None
             raise error
         self.configured.append((ifname, list(addresses), mtu, netns))
+
+    def route(self, ifname, networks, remove=False, netns=None):
+        routed = self.routes.setdefault(ifname, set())
+        for net in networks:
+            if remove:
+                routed.discard(net)
+            else:
+                routed.add(net)
 
 
 class RecordingSession:
@@ -125,6 +135,14 @@ class RecordingSession:
         self.consumers[queue] = handler
         self.oversize[queue] = oversize
         return defer.succeed("ioppy-1")
+
+    def bind(self, queue, key):
+        self.queues[queue].append(key)
+        return defer.succeed(None)
+
+    def unbind(self, queue, key):
+        self.queues[queue].remove(key)
+        return defer.succeed(None)
 
     def refusal(self):
         """

@@ -1,6 +1,7 @@
 """
 The ioppytest message format: routing keys, and functions between packet
-bytes and message bodies.  Pure functions, no I/O.
+bytes and message bodies.  Pure functions, no I/O.  The control messages
+are in L{ioppy_agent.control}.
 
 A packet travels as a JSON body::
 
@@ -15,7 +16,6 @@ the time the standard library takes, and decoding is most of what a
 receiving agent does per packet.
 """
 
-import json
 from typing import NamedTuple
 
 import orjson
@@ -35,6 +35,11 @@ LOSSY_LINK_START = "routing.lossy.link.start"
 # Routing-key patterns (topic exchange wildcards) for the router.
 ANY_PACKET_FROM_AGENT = "fromAgent.*.ip.tun.packet.raw"
 ANY_TUN_STARTED = "fromAgent.*.ip.tun.started"
+ANY_TUN_BOUND = "fromAgent.*.ip.tun.bound"
+# Keys of direct delivery (one broker pass, see docs/architecture.md): a
+# packet for one agent, and one for every peer that binds it.
+_DIRECT = ".ip.tun.packet.to."
+_GROUP = ".ip.tun.packet.all"
 
 
 class BadMessage(ValueError):
@@ -90,6 +95,69 @@ def tun_started(name):
     @return: The key an agent announces its addresses on.
     """
     return f"fromAgent.{name}.ip.tun.started"
+
+
+def packet_direct(sender, receiver):
+    """
+    @return: The key agent C{sender} publishes a packet for C{receiver} on,
+        straight to C{receiver}'s queue.
+    """
+    return f"fromAgent.{sender}{_DIRECT}{receiver}"
+
+
+def packet_group(sender):
+    """
+    @return: The key agent C{sender} publishes a multicast or broadcast
+        packet on, for every peer that binds it.
+    """
+    return f"fromAgent.{sender}{_GROUP}"
+
+
+def direct_binding(sender, receiver):
+    """
+    @return: The binding that brings C{sender}'s packets for C{receiver}
+        (either may be C{*}) to a queue.
+    """
+    return f"fromAgent.{sender}{_DIRECT}{receiver}"
+
+
+def group_binding(sender):
+    """
+    @return: The binding that brings C{sender}'s (or with C{*}, anyone's)
+        multicast packets to a queue.
+    """
+    return f"fromAgent.{sender}{_GROUP}"
+
+
+def tun_bound(name):
+    """
+    @return: The key an agent says on that it has bound what its routes ask.
+    """
+    return f"fromAgent.{name}.ip.tun.bound"
+
+
+def routes_key(name):
+    """
+    @return: The key the router tells agent C{name} its routes on.
+    """
+    return f"toAgent.{name}.ip.tun.routes"
+
+
+def direct_sender(routing_key):
+    """
+    @return: The sender of a packet delivered straight from an agent (on a
+        L{packet_direct} or L{packet_group} key), or C{None} for any other
+        key.
+    """
+    if not routing_key.startswith("fromAgent."):
+        return None
+    name, dot, rest = routing_key[10:].partition(".")
+    if not dot or not name:
+        return None
+    rest = "." + rest
+    if rest == _GROUP or (rest.startswith(_DIRECT) and "." not in rest[len(_DIRECT):]):
+        return name
+    return None
 
 
 def agent_of(routing_key):
@@ -227,78 +295,3 @@ def check_shape(body, content_type):
     if b'"data"' not in body:
         raise BadMessage("body has no 'data' field")
     return body
-
-
-def control(routing_key, **fields):
-    """
-    @return: A control L{Message} with ioppytest's C{_api_version} field.
-    """
-    body = dict(_api_version=API_VERSION, **fields)
-    return Message(routing_key, json.dumps(body, sort_keys=True).encode("utf-8"))
-
-
-def component_ready(name):
-    """
-    @return: C{testingtool.component.ready} for component C{name}.
-    """
-    return control(COMPONENT_READY, component=name,
-                   description="Component READY to start test suite.")
-
-
-def component_shutdown(name):
-    """
-    @return: C{testingtool.component.shutdown} for component C{name}.
-    """
-    return control(COMPONENT_SHUTDOWN, component=name,
-                   description=f"{name} is out!. Bye!")
-
-
-def started(name, addresses):
-    """
-    @param addresses: A L{ioppy_agent.addressing.TunAddresses}.
-    @return: C{fromAgent.<name>.ip.tun.started} announcing C{addresses}.
-    """
-    return control(tun_started(name), name=name,
-                   re_route_packets_host=None, re_route_packets_if=None,
-                   re_route_packets_prefix=None, **addresses.started_fields())
-
-
-def component_of(body):
-    """
-    @return: The C{component} named by a ready/shutdown body.
-    @raise BadMessage: if there is none.
-    """
-    component = decode_json(body).get("component")
-    if not isinstance(component, str) or not component:
-        raise BadMessage("body has no 'component' name")
-    return component
-
-
-def packets_to_drop(body):
-    """
-    @return: C{number_of_packets_to_drop} from a C{routing.lossy.link.start}
-        body.
-    @raise BadMessage: if it is missing or not a whole number >= 0.
-    """
-    count = decode_json(body).get("number_of_packets_to_drop")
-    if type(count) is not int or count < 0:
-        raise BadMessage(
-            f"number_of_packets_to_drop must be a whole number >= 0, not {count!r}")
-    return count
-
-
-def tun_start_addresses(body):
-    """
-    @return: C{(ipv4_cidr, ipv6_prefix, ipv6_host)} from a C{tun.start} body,
-        as text for L{ioppy_agent.addressing.make_addresses}.
-    @raise BadMessage: if a field is missing or not text.
-    """
-    obj = decode_json(body)
-    fields = {}
-    for key in ("ipv4_host", "ipv4_netmask", "ipv6_prefix", "ipv6_host"):
-        value = obj.get(key)
-        if not isinstance(value, str) or not value:
-            raise BadMessage(f"tun.start has no usable {key!r} (got {value!r})")
-        fields[key] = value
-    return (f"{fields['ipv4_host']}/{fields['ipv4_netmask']}",
-            fields["ipv6_prefix"], fields["ipv6_host"])

@@ -1,7 +1,7 @@
 """
 make demo: a router and two agents on the local RabbitMQ, each agent's TUN in
-a network namespace of its own; pings cross the tunnel over IPv4 and IPv6,
-then everything is stopped with SIGTERM and removed.
+a network namespace of its own; once the router has steered them to deliver
+to each other directly, pings cross the tunnel over IPv4 and IPv6, then everything is stopped with SIGTERM and removed.
 
 Run as root after 'make setup' (make demo does both).
 """
@@ -57,11 +57,15 @@ def main():
             show_command(agent)
             agent.wait_for(f"agent {name} connected to")
             agents.append(agent)
+        for agent in agents:
+            agent.wait_for(r"routes from the router: 1 destinations \(1 direct\)")
+        say("The router has told each agent where the other is: packets go agent to")
+        say("agent through the broker in one hop; the router only steers.")
         say()
         say(f"{ns1.name}: " + ns1.run("ip", "-br", "addr", "show", "tun0").stdout.strip())
         say(f"{ns2.name}: " + ns2.run("ip", "-br", "addr", "show", "tun0").stdout.strip())
         say()
-        say("Pinging through router and broker:")
+        say("Pinging across the tunnel:")
         results.append(ping(ns1, "agent_1 -> 10.2.0.2 (IPv4)", "10.2.0.2"))
         results.append(ping(ns2, "agent_2 -> 10.2.0.1 (IPv4)", "10.2.0.1"))
         results.append(ping(ns1, "agent_1 -> bbbb::2 (IPv6)", "bbbb::2"))

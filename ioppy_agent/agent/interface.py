@@ -51,3 +51,9 @@ class Interface:
         """
         self._links.configure(self.config.tun_name, addresses.all(), self.config.mtu,
                               self.config.netns)
+
+    def route(self, networks, remove=False):
+        """
+        Route C{networks} into the interface, or with C{remove} no longer.
+        """
+        self._links.route(self.config.tun_name, networks, remove, self.config.netns)

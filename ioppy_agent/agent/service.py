@@ -8,12 +8,13 @@ consumed from C{toAgent.<name>.ip.tun.packet.raw} are written into the TUN.
 
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from .. import netlink
-from ..actions import Drop, Publish, Readdress, Refuse, WriteToTun
+from ..actions import Drop, Publish, Readdress, Refuse, Reroute, WriteToTun
 from ..addressing import TunAddresses
 from ..bus import BusConfig, BusConnector, QueueLocked
 from ..pcap import PcapError, PcapWriter
@@ -39,6 +40,7 @@ class AgentConfig:
     netns: Optional[str] = None
     pcap: Optional[str] = None
     wire: str = "json"
+    prefixes: Tuple = ()
 
 
 class AgentService(BusService):
@@ -67,7 +69,8 @@ class AgentService(BusService):
         self.name = f"ioppy-agent {config.name}"
         self.config = config
         self.core = AgentCore(config.name, config.addresses, reactor, mtu=config.mtu,
-                              wire_format=config.wire, interface_name=config.tun_name)
+                              wire_format=config.wire, interface_name=config.tun_name,
+                              prefixes=config.prefixes)
         self._interface = interface if interface is not None else Interface(config)
         self.port = None
         self.pcap = None
@@ -120,6 +123,9 @@ class AgentService(BusService):
         def announce(_):
             for message in self.core.announcements():
                 session.publish_message(message)
+            bound = self.core.bound()
+            if bound is not None:
+                session.publish_message(bound)
             self._log.info("agent {name} connected to {url}, exchange {exchange}",
                            name=self.config.name, url=url.masked(),
                            exchange=self.config.bus.exchange)
@@ -196,6 +202,8 @@ class AgentService(BusService):
             self._publish(action.messages)
         elif kind is Readdress:
             self._readdress(action.addresses)
+        elif kind is Reroute:
+            self._reroute(action)
         elif kind is Refuse:
             self._log.error("{detail}", detail=action.detail)
 
@@ -208,6 +216,43 @@ class AgentService(BusService):
         if session is not None:
             for message in messages:
                 session.publish_message(message)
+
+    def _reroute(self, action):
+        """
+        Carry out new routes: the bindings for packets straight from other
+        agents, and the kernel's routes to prefixes behind their hosts.
+        """
+        self._log.info("routes from the router: {summary}", summary=action.summary)
+        session = self.connector.session
+        if session is not None:
+            queue = self.core.queue
+            changes = [session.bind(queue, key).addErrback(self._binding_failed, key)
+                       for key in action.bind]
+            changes += [session.unbind(queue, key).addErrback(self._binding_failed, key)
+                        for key in action.unbind]
+            bound = self.core.bound()
+            # The router lets others send straight to this agent only once
+            # it hears that the bindings are made.
+            defer.gatherResults(changes).addCallback(
+                lambda results: False not in results and self._publish((bound,)))
+        for networks, remove in ((action.remove_routes, True), (action.add_routes, False)):
+            if not networks:
+                continue
+            if self._geteuid() != 0:
+                self._log.error("cannot route {networks} into {tun}: that needs root, and "
+                                "the agent runs as uid {uid}",
+                                networks=", ".join(map(str, networks)),
+                                tun=self.config.tun_name, uid=self._geteuid())
+                continue
+            try:
+                self._interface.route(networks, remove)
+            except (netlink.NetlinkFailure, OSError) as e:
+                self._log.error("{error}", error=str(e))
+
+    def _binding_failed(self, reason, key):
+        self._log.warn("binding {key} failed: {error}; the next session binds it again",
+                       key=key, error=reason.getErrorMessage())
+        return False
 
     def _readdress(self, addresses):
         """

@@ -175,6 +175,18 @@ class BusSession:
             yield self.channel.queue_bind(queue=name, exchange=self.exchange,
                                           routing_key=key)
 
+    def bind(self, queue, key):
+        """
+        Bind C{queue} to C{key} on the session's exchange, while consuming.
+        """
+        return self.channel.queue_bind(queue=queue, exchange=self.exchange, routing_key=key)
+
+    def unbind(self, queue, key):
+        """
+        Unbind C{queue} from C{key}.
+        """
+        return self.channel.queue_unbind(queue=queue, exchange=self.exchange, routing_key=key)
+
     @defer.inlineCallbacks
     def consume(self, queue, handler, oversize=None):
         """

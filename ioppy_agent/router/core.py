@@ -2,44 +2,66 @@
 L{PacketRouter}: what the router does with each message it consumes,
 without doing it.
 
-It learns agents from their announcements and packets, keeps the
-C{routing.lossy.link.start} count, checks each packet message's shape, and
-returns an action of L{ioppy_agent.actions}: a L{Forward} of the body,
-unchanged, to the peers its L{IRoutingPolicy} names, or a L{Drop}.  A
-packet body is forwarded without being decoded (the receiving agent checks
-the packet); only a router that captures decodes each one, and drops those
-that do not decode.  L{RouterService} carries the actions out.
+The router steers: it learns the agents from their announcements (their
+addresses, in L{Steering}), and tells each agent that takes direct delivery
+its routes, which are put in L{PacketRouter.outbox} for the service to
+publish.  Packets between such agents go straight through the broker and
+never reach the router.
+
+It still carries what cannot go straight: packets from original ioppytest
+agents, and packets some of whose receivers are original agents, published
+on C{fromAgent.<name>.ip.tun.packet.raw}.  For each of those it checks that
+the source belongs to the sender, finds who should get it (the owner of a
+unicast destination and the observers, or every peer for multicast), and
+returns a L{Forward} of the body, unchanged, to their C{toAgent} keys.
+C{routing.lossy.link.start} has every agent send through the router until
+the next N packets are dropped.  L{RouterService} carries the actions out.
 """
+
+import ipaddress
 
 from twisted.logger import Logger
 
-from .. import wire
-from ..actions import Drop, Forward
+from .. import control, wire
+from ..actions import Capture, Drop, Forward
 from ..addressing import BadAddress, check_name
+from ..routes import DIRECT, ROUTER, addresses_of, is_group, source_allowed
 from .policy import FanOut
+from .steering import Steering
 
 _PACKET = ".ip.tun.packet.raw"
 _STARTED = ".ip.tun.started"
+_BOUND = ".ip.tun.bound"
+
+
+def _shown(version, address):
+    return str(ipaddress.ip_address(address))
 
 
 class PacketRouter:
     """
-    Decides where each message goes.
+    Decides where each message goes, and what to tell the agents.
 
     @ivar policy: The L{IRoutingPolicy}.
+    @ivar steering: The L{Steering}: agents, addresses, routes.
     @ivar to_drop: Packets still to drop for C{routing.lossy.link.start}.
+    @ivar outbox: Control messages to publish (routes), in order.
     """
 
     _log = Logger()
 
-    def __init__(self, policy=None, capture=False):
+    def __init__(self, policy=None, router_id="router", capture=False):
         """
         @param policy: An L{IRoutingPolicy} (L{FanOut} if not given).
-        @param capture: Decode every packet, for a capture.
+        @param router_id: Names this router in the routes it sends.
+        @param capture: Whether the router also gets the packets that go
+            straight between agents, to capture them.
         """
         self.policy = policy if policy is not None else FanOut()
-        self.to_drop = 0
         self._capture = capture
+        self.steering = Steering(self.policy, router_id)
+        self.to_drop = 0
+        self.outbox = []
         self._keys = {}
         self._known = set()
 
@@ -50,35 +72,52 @@ class PacketRouter:
         """
         return self.policy.agents()
 
+    def take_control(self):
+        """
+        @return: The control messages to publish now, taken from the outbox.
+        """
+        out, self.outbox = self.outbox, []
+        return out
+
+    def _steer(self):
+        for name, routes in self.steering.updates():
+            self.outbox.append(control.routes_message(name, routes))
+
+    def connected(self):
+        """
+        A new session: every agent gets its routes again once it announces
+        itself.
+        """
+        self.steering.resend()
+
     def route(self, routing_key, body, content_type):
         """
         @return: What to do with one message, or C{None} for nothing.
         """
         if routing_key.endswith(_PACKET):
             return self._packet(routing_key, body, content_type)
-        if routing_key.endswith(_STARTED):
-            name = wire.agent_of(routing_key)
-            if name:
-                self._learn(name)
-        elif routing_key == wire.COMPONENT_READY:
-            return self._component(routing_key, body, self._learn)
-        elif routing_key == wire.COMPONENT_SHUTDOWN:
-            return self._component(routing_key, body, self._forget)
-        elif routing_key == wire.LOSSY_LINK_START:
+        if self._capture and wire.direct_sender(routing_key):
             try:
-                self.to_drop = wire.packets_to_drop(body)
-            except wire.BadMessage as e:
-                return self._bad(routing_key, e)
-            self._log.info("lossy link: dropping the next {n} packets", n=self.to_drop)
+                return Capture(wire.packet_of(body, content_type))
+            except wire.BadMessage:
+                return None
+        if routing_key.endswith(_STARTED):
+            return self._started(routing_key, body)
+        if routing_key.endswith(_BOUND):
+            return self._bound(routing_key, body)
+        if routing_key == wire.COMPONENT_READY:
+            return self._component(routing_key, body, self._learn)
+        if routing_key == wire.COMPONENT_SHUTDOWN:
+            return self._component(routing_key, body, self._forget)
+        if routing_key == wire.LOSSY_LINK_START:
+            return self._lossy(routing_key, body)
         return None
 
     def _bad(self, routing_key, error):
         return Drop("bad message", f"dropped a message on {routing_key}: {error}")
 
     def _learn(self, name):
-        if name in self._known:
-            return
-        if name == wire.ROUTER_NAME:
+        if name in self._known or name == wire.ROUTER_NAME:
             return
         try:
             check_name(name)
@@ -89,18 +128,57 @@ class PacketRouter:
         if self.policy.learn(name):
             self._log.info("agent {name} joined; agents: {agents}", name=name,
                            agents=", ".join(self.agents))
+            self._steer()
 
     def _forget(self, name):
         self._known.discard(name)
-        if self.policy.forget(name):
+        if self.policy.forget(name) | self.steering.forget(name):
             self._log.info("agent {name} left; agents: {agents}", name=name,
                            agents=", ".join(self.agents) or "none")
+            self._steer()
 
     def _component(self, routing_key, body, action):
         try:
-            action(wire.component_of(body))
+            action(control.component_of(body))
         except wire.BadMessage as e:
             return self._bad(routing_key, e)
+        return None
+
+    def _started(self, routing_key, body):
+        name = wire.agent_of(routing_key)
+        if not name:
+            return None
+        try:
+            check_name(name)
+            networks, direct, broadcast = control.started_info(body)
+        except (BadAddress, wire.BadMessage) as e:
+            return self._bad(routing_key, e)
+        self._learn(name)
+        if self.steering.announce(name, networks, direct, broadcast):
+            self._log.info("agent {name} has {networks}{how}", name=name,
+                           networks=", ".join(str(n) for n in networks) or "no address",
+                           how=", direct delivery" if direct else "")
+        self._steer()
+        return None
+
+    def _bound(self, routing_key, body):
+        name = wire.agent_of(routing_key)
+        try:
+            router, serial = control.bound_of(body)
+        except wire.BadMessage as e:
+            return self._bad(routing_key, e)
+        if name and self.steering.acknowledged(name, router, serial):
+            self._steer()
+        return None
+
+    def _lossy(self, routing_key, body):
+        try:
+            self.to_drop = control.packets_to_drop(body)
+        except wire.BadMessage as e:
+            return self._bad(routing_key, e)
+        self._log.info("lossy link: dropping the next {n} packets", n=self.to_drop)
+        self.steering.mode = ROUTER if self.to_drop else DIRECT
+        self._steer()
         return None
 
     def _key_to(self, peer):
@@ -115,19 +193,42 @@ class PacketRouter:
         sender = wire.agent_of(routing_key)
         if not sender or not routing_key.startswith("fromAgent."):
             return None
-        packet = None
         try:
-            if self._capture:
-                packet = wire.packet_of(body, content_type)
-                body = wire.as_bytes(body)
-            else:
-                body = wire.check_shape(body, content_type)
+            packet = wire.packet_of(body, content_type)
+            body = wire.as_bytes(body)
         except wire.BadMessage as e:
             return self._bad(routing_key, e)
         self._learn(sender)
+        found = addresses_of(packet)
+        if found is None:
+            return Drop("not IP", f"dropped a message on {routing_key}: its data is not an "
+                                  "IPv4 or IPv6 packet")
+        version, source, destination = found
+        steering = self.steering
+        agent = steering.agents.get(sender)
+        if agent is not None and agent.announced:
+            if not source_allowed(steering.directory, sender, packet, version, source):
+                return Drop("source not sender's", f"dropped a packet from {sender}: its source "
+                                                   f"{_shown(version, source)} is not one of "
+                                                   f"{sender}'s addresses")
+        elif steering.observed(sender, version, source):
+            self._steer()
         if self.to_drop:
             self.to_drop -= 1
+            if not self.to_drop:
+                steering.mode = DIRECT
+                self._steer()
             return Drop("lossy link")
+        if is_group(version, destination) or steering.is_broadcast(sender, version,
+                                                                   destination):
+            receivers = self.policy.peers_of(sender)
+        else:
+            owner = steering.directory.owner(version, destination)
+            receivers = steering.receivers(sender, owner) if owner is not None else ()
+            if not receivers:
+                return Drop("no route", f"dropped a packet from {sender} to "
+                                        f"{_shown(version, destination)}: no agent it may "
+                                        "reach owns that address")
         content_type = content_type or wire.JSON
         return Forward(tuple(wire.Message(self._key_to(peer), body, content_type)
-                             for peer in self.policy.peers_of(sender)), len(body), packet)
+                             for peer in receivers), len(body), packet)

@@ -30,6 +30,8 @@ class IRoutingPolicy(Interface):
     """
 
     description = Attribute("A few words for the log: how this policy routes.")
+    open = Attribute("Whether every agent may reach every other, so that a receiver may "
+                     "take packets from any sender (bind with a wildcard).")
 
     def learn(name):
         """
@@ -54,6 +56,11 @@ class IRoutingPolicy(Interface):
         """
         @return: The agents a packet from C{sender} goes to, sorted, as a
             tuple.
+        """
+
+    def observers():
+        """
+        @return: The agents that get a copy of every packet, as a set.
         """
 
 
@@ -97,6 +104,10 @@ class FanOut(_KnownAgents):
     """
 
     description = "every agent's packets to every other agent"
+    open = True
+
+    def observers(self):
+        return frozenset()
 
     def _changed(self):
         self._peers.clear()
@@ -113,10 +124,14 @@ class FixedTopology(_KnownAgents):
     """
 
     description = "the links of a fixed topology"
+    open = False
 
     def __init__(self, topology):
         _KnownAgents.__init__(self)
         self.topology = topology
+
+    def observers(self):
+        return self.topology.observers
 
     def peers_of(self, sender):
         return _cache(self._peers, sender,

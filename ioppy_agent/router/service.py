@@ -10,8 +10,8 @@ from urllib.parse import quote
 
 from twisted.logger import Logger
 
-from .. import wire
-from ..actions import Drop, Forward
+from .. import control, wire
+from ..actions import Capture, Drop, Forward
 from ..bus import BusConfig, BusConnector, QueueLocked
 from ..pcap import PcapError, PcapWriter
 from ..service import BusService, CannotStart
@@ -23,8 +23,10 @@ from .topology import Topology
 ROUTER_QUEUE = "ioppy.router"
 # The router has no TUN to read between deliveries: a whole read at a time.
 DELIVERIES_PER_READ = 1024
-BINDINGS = (wire.ANY_PACKET_FROM_AGENT, wire.ANY_TUN_STARTED, wire.COMPONENT_READY,
-            wire.COMPONENT_SHUTDOWN, wire.LOSSY_LINK_START)
+BINDINGS = (wire.ANY_PACKET_FROM_AGENT, wire.ANY_TUN_STARTED, wire.ANY_TUN_BOUND,
+            wire.COMPONENT_READY, wire.COMPONENT_SHUTDOWN, wire.LOSSY_LINK_START)
+# With --pcap-dir: the packets that go straight between agents, too.
+CAPTURE_BINDINGS = (wire.direct_binding("*", "*"), wire.group_binding("*"))
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,8 @@ class RouterService(BusService):
         self.config = config
         self.pcap = None
         policy = FixedTopology(config.topology) if config.topology else FanOut()
-        self.router = PacketRouter(policy, capture=config.pcap_dir is not None)
+        self.router = PacketRouter(policy, router_id=os.urandom(6).hex(),
+                                   capture=config.pcap_dir is not None)
 
     def open(self):
         if self.config.pcap_dir is not None:
@@ -76,7 +79,8 @@ class RouterService(BusService):
 
     def setup(self, session):
         url = self.connector.url
-        d = session.declare_queue(ROUTER_QUEUE, BINDINGS)
+        bindings = BINDINGS + (CAPTURE_BINDINGS if self.config.pcap_dir is not None else ())
+        d = session.declare_queue(ROUTER_QUEUE, bindings)
 
         def locked(reason):
             reason.trap(QueueLocked)
@@ -85,8 +89,9 @@ class RouterService(BusService):
 
         def announce(_):
             # Agents answer this with tun.started, so a router that starts (or
-            # reconnects) after them learns them before their next packet.
-            session.publish_message(wire.component_ready(wire.ROUTER_NAME))
+            # reconnects) after them learns them, and sends them their routes.
+            self.router.connected()
+            session.publish_message(control.component_ready(wire.ROUTER_NAME))
             self._log.info("router connected to {url}, exchange {exchange}, routing "
                            "{policy}", url=url.masked(), exchange=self.config.bus.exchange,
                            policy=self.router.policy.description)
@@ -111,16 +116,24 @@ class RouterService(BusService):
             self.pcap.close()
 
     def _from_bus(self, routing_key, body, content_type):
-        action = self.router.route(routing_key, body, content_type)
+        router = self.router
+        action = router.route(routing_key, body, content_type)
         if type(action) is Forward:
             self._forward(action)
         elif type(action) is Drop:
             self.drop(action.reason, action.detail)
+        elif type(action) is Capture and self.pcap is not None:
+            self.pcap.write(action.packet)
+        if router.outbox:
+            session = self.connector.session
+            for message in router.take_control():
+                if session is not None:
+                    session.publish_message(message)
 
     def _forward(self, action):
         counters = self.counters
         counters.moved("in", action.size)
-        if action.packet is not None and self.pcap is not None:
+        if self.pcap is not None:
             self.pcap.write(action.packet)
         if not action.messages:
             counters.dropped("no peer")

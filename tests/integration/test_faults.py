@@ -165,19 +165,23 @@ class RouterAndAgentFaultTests(FaultTestCase):
 
     def test_router_killed(self):
         """
-        kill -9 on the router leaves the agents running; a new router
-        restores traffic (the agents announce themselves to it).
+        kill -9 on the router leaves the agents running and tunnelling to
+        the peers they know; an agent that joins meanwhile reaches nobody
+        until a new router starts, learns the others and steers it.
         """
         self.start_all()
         self.router_program.process.send_signal(signal.SIGKILL)
         self.router_program.wait(timeout=10)
-        sent, received, _ = self.ns1.ping("10.2.0.2", count=2)
-        self.assertEqual(received, 0)
+        self.assertPings(self.ns1, "10.2.0.2", count=2)
         self.assertAlive(self.agent1, self.agent2)
+        ns3 = Namespace(self.addCleanup)
+        agent3 = self.agent("agent_3", ns3)
+        sent, received, _ = ns3.ping("10.2.0.1", count=2)
+        self.assertEqual(received, 0)
         router = self.router()
-        self.assertLess(wait_until_pings(self.ns1, "10.2.0.2", within=10), 10)
-        self.assertPings(self.ns2, "bbbb::1")
-        self.assertStops(self.agent1, self.agent2, router)
+        self.assertLess(wait_until_pings(ns3, "10.2.0.1", within=10), 10)
+        self.assertPings(self.ns2, "bbbb::3")
+        self.assertStops(self.agent1, self.agent2, agent3, router)
 
     def test_agents_join_and_leave(self):
         """

@@ -16,7 +16,8 @@ every command is bounded in time.
   - L{network}: L{Namespace}, L{Uplink}, L{veth_pair};
   - L{tunnel}: L{Tunnel}, a router and two agents;
   - L{tools}: the helper commands (publish, broker rate, proxies);
-  - L{hostile}: a fake broker that breaks the protocol on purpose.
+  - L{hostile}: a fake broker that breaks the protocol on purpose;
+  - L{peers}: stand-ins for ioppytest's sniffer, original agent and router.
 """
 
 from .network import Namespace, Uplink, veth_pair

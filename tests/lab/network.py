@@ -32,13 +32,15 @@ class Namespace:
         out = self.run("ip", "-o", "link", "show").stdout
         return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
 
-    def ping(self, address, count=5, size=56, interval=0.2):
+    def ping(self, address, count=5, size=56, interval=0.2, source=None):
         """
-        Ping C{address} from inside the namespace.
+        Ping C{address} from inside the namespace (from C{source}, if given).
 
         @return: C{(sent, received, output)}
         """
         args = ["ping", "-c", str(count), "-i", str(interval), "-W", "3", "-s", str(size)]
+        if source is not None:
+            args += ["-I", source]
         if ":" in address:
             args.append("-6")
         result = self.run(*args, address, timeout=count * 4 + 10, check=False)

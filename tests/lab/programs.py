@@ -40,11 +40,12 @@ class Program:
     """
 
     def __init__(self, cleanup, plugin, *args, netns=None, env=None, log_dir=".",
-                 twistd_args=(), prefix=(), argv=None):
+                 twistd_args=(), prefix=(), argv=None, interactive=False):
         """
         @param twistd_args: twistd's own options (before the plugin name).
         @param prefix: A command that runs the program (C{setpriv ...}).
         @param argv: Run this command instead of twistd.
+        @param interactive: Give it a pipe as standard input, for L{send}.
         """
         self.log = os.path.abspath(os.path.join(log_dir, unique("log") + ".log"))
         if argv is None:
@@ -59,8 +60,16 @@ class Program:
         self._out = open(self.log, "wb")
         self.process = subprocess.Popen(
             self.command, stdout=self._out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, env=dict(os.environ, **(env or {})))
+            stdin=subprocess.PIPE if interactive else subprocess.DEVNULL,
+            env=dict(os.environ, **(env or {})))
         cleanup(self.kill)
+
+    def send(self, line):
+        """
+        Write C{line} to the program's standard input.
+        """
+        self.process.stdin.write(line.encode("utf-8") + b"\n")
+        self.process.stdin.flush()
 
     def text(self):
         """

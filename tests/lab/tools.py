@@ -9,7 +9,9 @@ The lab's helper commands, each run as a process of its own
     forward to the broker;
   - C{hold-proxy PORT FLAG}: forward to the broker, swallowing every byte
     while the file FLAG exists (a dead network path);
-  - C{hostile-broker ...}: see L{tests.lab.hostile}.
+  - C{hostile-broker ...}: see L{tests.lab.hostile};
+  - C{sniff}, C{original-agent}, C{ioppytest-router}: stand-ins for
+    ioppytest's components, see L{tests.lab.peers}.
 
 The functions L{publish} and L{broker_rate} run the first two and wait.
 """
@@ -187,9 +189,18 @@ def _hostile_main(reactor, *args):
     return main(reactor, *args)
 
 
+def _peer(name):
+    def main(reactor, *args):
+        from . import peers
+        return getattr(peers, name)(reactor, *args)
+    return main
+
+
 COMMANDS = {"publish": _publish_main, "broker-rate": _broker_rate_main,
             "tls-proxy": _tls_proxy_main, "hold-proxy": _hold_proxy_main,
-            "hostile-broker": _hostile_main}
+            "hostile-broker": _hostile_main, "sniff": _peer("sniff"),
+            "original-agent": _peer("original_agent"),
+            "ioppytest-router": _peer("ioppytest_router")}
 
 
 if __name__ == "__main__":

@@ -215,6 +215,7 @@ class BusTests(AgentTestCase):
         self.successResultOf(self.connector.connect(session))
         self.assertEqual(session.queues, {QUEUE: ["toAgent.agent_1.ip.tun.packet.raw",
                                                   "toAgent.agent_1.ip.tun.start",
+                                                  "toAgent.agent_1.ip.tun.routes",
                                                   "testingtool.component.ready"]})
         self.assertIn(QUEUE, session.consumers)
         keys = [p[0] for p in session.published]
@@ -528,3 +529,71 @@ class OperatingTests(AgentTestCase):
         self.assertEqual(session.published, [])
         self.assertIn("needs root", events[0]["log_format"])
         self.assertEqual(events[0]["uid"], 65534)
+
+
+class RoutesServiceTests(AgentTestCase):
+    """
+    Routes from the router, carried out.
+    """
+
+    ROUTES = json.dumps({
+        "router": "r1", "serial": 4, "mode": "direct",
+        "bindings": ["fromAgent.*.ip.tun.packet.to.agent_1", "fromAgent.*.ip.tun.packet.all"],
+        "destinations": {"agent_2": {"addresses": ["10.2.0.2/32", "cccc::/64"],
+                                     "path": "direct"}},
+        "multicast": "direct", "senders": {"agent_2": ["10.2.0.2/32", "cccc::/64"]}}).encode()
+
+    def test_bindings_then_bound(self):
+        """
+        The queue is bound as the routes ask, then tun.bound is published.
+        """
+        device, session = self.connect()
+        with capturedLogs() as events:
+            session.deliver(QUEUE, "toAgent.agent_1.ip.tun.routes", self.ROUTES)
+        self.assertEqual(session.queues[QUEUE][-2:], ["fromAgent.*.ip.tun.packet.to.agent_1",
+                                                      "fromAgent.*.ip.tun.packet.all"])
+        [(key, body, _)] = session.published
+        self.assertEqual((key, json.loads(body)["serial"]),
+                         ("fromAgent.agent_1.ip.tun.bound", 4))
+        self.assertIn("routes from the router: 1 destinations (1 direct)",
+                      formatEvent(events[0]))
+
+    def test_kernel_routes(self):
+        """
+        Prefixes behind other agents' hosts are routed into the TUN.
+        """
+        import ipaddress
+        device, session = self.connect()
+        with capturedLogs():
+            session.deliver(QUEUE, "toAgent.agent_1.ip.tun.routes", self.ROUTES)
+        self.assertEqual(self.links.routes["tun0"], {ipaddress.ip_network("cccc::/64")})
+
+    def test_kernel_routes_need_root(self):
+        """
+        Without root, the prefixes cannot be routed: an error says so, and
+        the bindings are made all the same.
+        """
+        device, session = self.connect()
+        self.agent._geteuid = lambda: 65534
+        with capturedLogs() as events:
+            session.deliver(QUEUE, "toAgent.agent_1.ip.tun.routes", self.ROUTES)
+        self.assertNotIn("tun0", self.links.routes)
+        self.assertIn("cannot route cccc::/64 into tun0: that needs root",
+                      " ".join(formatEvent(e) for e in events))
+        self.assertEqual(len(session.queues[QUEUE]), 6)
+
+    def test_reconnect_keeps_bindings(self):
+        """
+        A new session declares the queue with the routes' bindings, and says
+        they are bound.
+        """
+        device, session = self.connect()
+        with capturedLogs():
+            session.deliver(QUEUE, "toAgent.agent_1.ip.tun.routes", self.ROUTES)
+        again = RecordingSession()
+        with capturedLogs():
+            self.successResultOf(self.connector.connect(again))
+        self.assertEqual(again.queues[QUEUE][-2:], ["fromAgent.*.ip.tun.packet.to.agent_1",
+                                                    "fromAgent.*.ip.tun.packet.all"])
+        self.assertEqual([k for k, _, _ in again.published][-1],
+                         "fromAgent.agent_1.ip.tun.bound")

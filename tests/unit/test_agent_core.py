@@ -10,11 +10,12 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from ioppy_agent import wire
-from ioppy_agent.actions import Drop, Forward, Publish, Readdress, Refuse, WriteToTun
+from ioppy_agent.actions import Drop, Forward, Publish, Readdress, Refuse, Reroute, WriteToTun
 from ioppy_agent.addressing import default_addresses, make_addresses
 from ioppy_agent.agent import AgentCore
 
 from ..helpers import fixture
+from .ip import ipv4, ipv6
 
 IN = "toAgent.agent_1.ip.tun.packet.raw"
 START = "toAgent.agent_1.ip.tun.start"
@@ -46,7 +47,8 @@ class SessionTests(CoreTestCase):
         component announcements.
         """
         self.assertEqual(self.core.queue, "ioppy.agent.agent_1")
-        self.assertEqual(self.core.bindings(), (IN, START, "testingtool.component.ready"))
+        self.assertEqual(self.core.bindings(), (IN, START, "toAgent.agent_1.ip.tun.routes",
+                                                "testingtool.component.ready"))
 
     def test_announcements(self):
         """
@@ -199,3 +201,262 @@ class FromBusTests(CoreTestCase):
         [message] = self.core.readdressed(addresses).messages
         self.assertIs(self.core.addresses, addresses)
         self.assertEqual(json.loads(message.body)["ipv4_host"], "10.2.0.9")
+
+
+def routes_body(**fields):
+    """
+    @return: A routes message for agent_1, from the usual routes changed by
+        C{fields}.
+    """
+    routes = dict(
+        router="r1", serial=1, mode="direct",
+        bindings=["fromAgent.*.ip.tun.packet.to.agent_1", "fromAgent.*.ip.tun.packet.all"],
+        destinations={"agent_2": {"addresses": ["10.2.0.2/32", "bbbb::2/128", "fe80::2/128",
+                                                "cccc::/64"], "path": "direct"},
+                      "orig_3": {"addresses": ["10.2.0.3/32"], "path": "router"}},
+        multicast="direct",
+        senders={"agent_2": ["10.2.0.2/32", "bbbb::2/128", "fe80::2/128", "cccc::/64"],
+                 "orig_3": ["10.2.0.3/32"]})
+    routes.update(fields)
+    return json.dumps(routes).encode()
+
+
+class DirectTestCase(CoreTestCase):
+    """
+    A core that has routes, agent_1 routing dddd::/64 behind its host.
+    """
+
+    def setUp(self):
+        CoreTestCase.setUp(self)
+        import ipaddress
+        self.core = AgentCore("agent_1", default_addresses("agent_1"), self.clock, mtu=1400,
+                              prefixes=(ipaddress.ip_network("dddd::/64"),))
+        self.reroute = self.core.from_bus("toAgent.agent_1.ip.tun.routes", routes_body(), None)
+
+    def key_for(self, packet):
+        action = self.core.from_tun(packet)
+        if isinstance(action, Drop):
+            return action
+        [message] = action.messages
+        return message.routing_key
+
+
+class SendingTests(DirectTestCase):
+    """
+    Packets from the TUN, routed by destination.
+    """
+
+    def test_before_routes(self):
+        """
+        Without routes, every packet goes to the router's key, unchecked, as
+        with ioppytest's router.
+        """
+        core = AgentCore("agent_1", default_addresses("agent_1"), self.clock)
+        for packet in (ipv4("10.2.0.1", "10.2.0.2"), ipv4("10.2.0.99", "10.9.9.9")):
+            self.assertEqual(core.from_tun(packet).messages[0].routing_key,
+                             "fromAgent.agent_1.ip.tun.packet.raw")
+
+    def test_unicast_direct(self):
+        """
+        A unicast packet goes straight to the owner of its destination,
+        prefixes included.
+        """
+        for packet in (ipv4("10.2.0.1", "10.2.0.2"), ipv6("bbbb::1", "bbbb::2"),
+                       ipv6("fe80::1", "fe80::2"), ipv6("dddd::5", "cccc::9")):
+            self.assertEqual(self.key_for(packet), "fromAgent.agent_1.ip.tun.packet.to.agent_2")
+
+    def test_unicast_through_router(self):
+        """
+        A packet for an agent the router must carry for goes to the router's
+        key.
+        """
+        self.assertEqual(self.key_for(ipv4("10.2.0.1", "10.2.0.3")),
+                         "fromAgent.agent_1.ip.tun.packet.raw")
+
+    def test_multicast(self):
+        """
+        Multicast, broadcast and the subnet's broadcast go to every peer.
+        """
+        for packet in (ipv6("fe80::1", "ff02::1"), ipv6("::", "ff02::1:ff00:1"),
+                       ipv4("10.2.0.1", "224.0.0.251"), ipv4("10.2.0.1", "255.255.255.255"),
+                       ipv4("10.2.0.1", "10.2.0.255")):
+            self.assertEqual(self.key_for(packet), "fromAgent.agent_1.ip.tun.packet.all")
+
+    def test_multicast_paths(self):
+        """
+        Multicast goes through the router when the router says so, and
+        nowhere with nobody to send it to.
+        """
+        self.core.from_bus("toAgent.agent_1.ip.tun.routes",
+                           routes_body(serial=2, multicast="router"), None)
+        self.assertEqual(self.key_for(ipv6("fe80::1", "ff02::1")),
+                         "fromAgent.agent_1.ip.tun.packet.raw")
+        self.core.from_bus("toAgent.agent_1.ip.tun.routes",
+                           routes_body(serial=3, multicast="none"), None)
+        self.assertEqual(self.key_for(ipv6("fe80::1", "ff02::1")), Drop("no peer"))
+
+    def test_unknown_destination(self):
+        """
+        A packet to an address the routes do not name goes to the router,
+        which may know an agent that joined since, and drops it otherwise.
+        """
+        self.assertEqual(self.key_for(ipv4("10.2.0.1", "10.2.0.77")),
+                         "fromAgent.agent_1.ip.tun.packet.raw")
+
+    def test_bound(self):
+        """
+        Once the routes' bindings are made, the agent says so, naming the
+        router and the serial.
+        """
+        message = self.core.bound()
+        self.assertEqual(message.routing_key, "fromAgent.agent_1.ip.tun.bound")
+        self.assertEqual(json.loads(message.body)["serial"], 1)
+
+    def test_source_not_ours(self):
+        """
+        A packet the host sends from an address that is not this agent's is
+        dropped; routed prefixes and the unspecified address for duplicate
+        detection are this agent's.
+        """
+        for source in ("10.2.0.3", "10.2.0.77"):
+            self.assertEqual(self.key_for(ipv4(source, "10.2.0.2")).reason,
+                             "source not ours")
+        self.assertIsInstance(self.key_for(ipv6("dddd::1", "bbbb::2")), str)
+        self.assertIsInstance(self.key_for(ipv6("::", "ff02::1:ff00:1")), str)
+
+    def test_router_mode(self):
+        """
+        In the router's mode (a lossy link running) every packet goes to the
+        router's key.
+        """
+        self.core.from_bus("toAgent.agent_1.ip.tun.routes", routes_body(serial=2,
+                                                                          mode="router"), None)
+        self.assertEqual(self.key_for(ipv4("10.2.0.1", "10.2.0.2")),
+                         "fromAgent.agent_1.ip.tun.packet.raw")
+
+    def test_not_ip(self):
+        """
+        A packet too short for its header is dropped.
+        """
+        self.assertEqual(self.key_for(b"\x45\x00").reason, "not IP")
+
+
+class ReceivingTests(DirectTestCase):
+    """
+    Packets straight from other agents.
+    """
+
+    def deliver(self, key, packet):
+        return self.core.from_bus(key, packet, wire.RAW)
+
+    def test_from_peer(self):
+        """
+        A packet from a peer with the peer's source address is written.
+        """
+        packet = ipv4("10.2.0.2", "10.2.0.1")
+        self.assertEqual(self.deliver("fromAgent.agent_2.ip.tun.packet.to.agent_1", packet),
+                         WriteToTun(packet))
+        packet = ipv6("fe80::2", "ff02::1")
+        self.assertEqual(self.deliver("fromAgent.agent_2.ip.tun.packet.all", packet),
+                         WriteToTun(packet))
+
+    def test_spoofed_source(self):
+        """
+        A packet whose source is not its sender's is dropped, saying so.
+        """
+        for source in ("10.2.0.3", "10.2.0.1"):
+            action = self.deliver("fromAgent.agent_2.ip.tun.packet.to.agent_1",
+                                  ipv4(source, "10.2.0.1"))
+            self.assertEqual(action.reason, "source not sender's")
+            self.assertIn(f"its source {source} is not one of agent_2's", action.detail)
+
+    def test_unknown_sender(self):
+        """
+        A packet from an agent the router did not name is dropped.
+        """
+        self.assertEqual(self.deliver("fromAgent.agent_9.ip.tun.packet.to.agent_1",
+                                      ipv4("10.2.0.9", "10.2.0.1")).reason, "unknown sender")
+
+    def test_own_multicast(self):
+        """
+        The agent's own multicast, which a wildcard binding brings back, is
+        ignored.
+        """
+        self.assertIsNone(self.deliver("fromAgent.agent_1.ip.tun.packet.all",
+                                       ipv6("fe80::1", "ff02::1")))
+
+    def test_through_router(self):
+        """
+        A packet on the agent's own toAgent key came through the router,
+        which checked it.
+        """
+        packet = ipv4("10.2.0.3", "10.2.0.1")
+        self.assertEqual(self.deliver(IN, packet), WriteToTun(packet))
+
+    def test_bad_body(self):
+        """
+        A direct message that carries no packet is dropped as such.
+        """
+        self.assertEqual(self.core.from_bus("fromAgent.agent_2.ip.tun.packet.to.agent_1",
+                                            b"junk", wire.JSON).reason, "bad message")
+
+
+class RoutesTests(DirectTestCase):
+    """
+    Routes from the router.
+    """
+
+    def test_first_routes(self):
+        """
+        The first routes bind the packets for this agent, and route the
+        prefixes behind other hosts into the TUN.
+        """
+        self.assertIsInstance(self.reroute, Reroute)
+        self.assertEqual(self.reroute.bind, ("fromAgent.*.ip.tun.packet.to.agent_1",
+                                             "fromAgent.*.ip.tun.packet.all"))
+        self.assertEqual(self.reroute.unbind, ())
+        self.assertEqual([str(n) for n in self.reroute.add_routes], ["cccc::/64"])
+        self.assertIn("2 destinations (1 direct)", self.reroute.summary)
+        self.assertEqual(self.core.bindings()[-2:], self.reroute.bind)
+
+    def test_changed_routes(self):
+        """
+        New routes bind and unbind only the difference, and remove kernel
+        routes no longer needed.
+        """
+        action = self.core.from_bus(
+            "toAgent.agent_1.ip.tun.routes",
+            routes_body(serial=2, bindings=["fromAgent.agent_2.ip.tun.packet.to.agent_1",
+                                            "fromAgent.*.ip.tun.packet.all"],
+                        destinations={"agent_2": {"addresses": ["10.2.0.2/32"]}}), None)
+        self.assertEqual(action.bind, ("fromAgent.agent_2.ip.tun.packet.to.agent_1",))
+        self.assertEqual(action.unbind, ("fromAgent.*.ip.tun.packet.to.agent_1",))
+        self.assertEqual([str(n) for n in action.remove_routes], ["cccc::/64"])
+
+    def test_refused(self):
+        """
+        Routes with a binding this agent may not make (another agent's
+        packets) are refused as a whole; the old routes stay.
+        """
+        action = self.core.from_bus(
+            "toAgent.agent_1.ip.tun.routes",
+            routes_body(serial=2, bindings=["fromAgent.*.ip.tun.packet.to.agent_3"]), None)
+        self.assertIsInstance(action, Refuse)
+        self.assertIn("fromAgent.*.ip.tun.packet.to.agent_3", action.detail)
+        self.assertEqual(self.core.routes.serial, 1)
+
+    def test_observer_bindings(self):
+        """
+        An observer may bind every agent's packets.
+        """
+        action = self.core.from_bus(
+            "toAgent.agent_1.ip.tun.routes",
+            routes_body(serial=2, bindings=["fromAgent.*.ip.tun.packet.to.*"]), None)
+        self.assertIsInstance(action, Reroute)
+
+    def test_announces_prefixes(self):
+        """
+        tun.started announces the prefixes routed behind the host.
+        """
+        started, _ = self.core.announcements()
+        self.assertEqual(json.loads(started.body)["ioppy_routes"], ["dddd::/64"])

@@ -11,8 +11,9 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from ioppy_agent import wire
-from ioppy_agent.actions import Drop, Forward
+from ioppy_agent import control, wire
+from ioppy_agent.actions import Capture, Drop, Forward
+from ioppy_agent.addressing import default_addresses, make_addresses
 from ioppy_agent.bus import BusConfig
 from ioppy_agent.router import (BINDINGS, ROUTER_QUEUE, BadTopology, FanOut, FixedTopology,
                                 IRoutingPolicy, PacketRouter, RouterConfig, RouterService,
@@ -21,6 +22,7 @@ from ioppy_agent.testing import RecordingConnector, RecordingSession
 from ioppy_agent.url import parse_amqp_url
 
 from ..helpers import fixture
+from .ip import ipv4, ipv6
 from .test_agent import FakeProcess
 
 BODY = fixture("fromAgent.agent_1.ip.tun.packet.raw")["body"].encode()
@@ -34,30 +36,78 @@ def ready(name):
     return wire.COMPONENT_READY, json.dumps({"component": name}).encode()
 
 
-class RouteTests(SynchronousTestCase):
+def started(name, direct=True, addresses=None, **extra):
     """
-    L{PacketRouter} without a topology: every known agent gets every other
-    agent's packets.
+    @return: The key and body of agent C{name}'s tun.started: ours, or with
+        C{direct} false an original ioppytest agent's.
+    """
+    addresses = addresses or default_addresses(name)
+    body = json.loads(control.started(name, addresses).body)
+    if not direct:
+        del body["ioppy_direct"], body["ioppy_routes"]
+    body.update(extra)
+    return wire.tun_started(name), json.dumps(body).encode()
+
+
+def routes_in(messages):
+    """
+    @return: The routes each routes message in C{messages} gives, by agent.
+    """
+    return {wire.agent_of(m.routing_key): json.loads(m.body) for m in messages
+            if m.routing_key.endswith(".ip.tun.routes")}
+
+
+class RouterTestCase(SynchronousTestCase):
+    """
+    A L{PacketRouter}, and ways to talk to it.
     """
 
     def setUp(self):
-        self.router = PacketRouter()
-
-    def send(self, sender, body=BODY, content_type="application/json"):
-        return self.router.route(wire.packet_from(sender), body, content_type)
+        self.router = PacketRouter(router_id="r1")
 
     def route(self, *args):
         with capturedLogs():
             return self.router.route(*args)
 
+    def announce(self, *names, direct=True):
+        for name in names:
+            self.route(*started(name, direct), None)
+
+    def send(self, sender, packet, content_type=wire.RAW):
+        return self.route(wire.packet_from(sender), packet, content_type)
+
+    def settle(self):
+        """
+        Let every agent that gets routes say it bound them, until the routes
+        settle.
+
+        @return: The routes each agent was sent last, by name.
+        """
+        last = {}
+        for _ in range(10):
+            sent = routes_in(self.router.take_control())
+            if not sent:
+                return last
+            last.update(sent)
+            for name, routes in sent.items():
+                self.route(wire.tun_bound(name), json.dumps(
+                    {"router": routes["router"], "serial": routes["serial"]}).encode(), None)
+        raise AssertionError("the routes did not settle")
+
+
+class LearningTests(RouterTestCase):
+    """
+    Agents known, and forgotten.
+    """
+
     def test_learns_from_started(self):
         """
-        tun.started makes an agent known.
+        tun.started makes an agent known, with its addresses.
         """
-        with capturedLogs() as events:
-            self.router.route("fromAgent.agent_2.ip.tun.started", b"{}", None)
+        self.announce("agent_2")
         self.assertEqual(self.router.agents, ["agent_2"])
-        self.assertEqual(formatEvent(events[0]), "agent agent_2 joined; agents: agent_2")
+        self.assertEqual([str(n) for n in self.router.steering.agents["agent_2"].networks],
+                         ["10.2.0.2/32", "bbbb::2/128", "fe80::2/128"])
 
     def test_learns_from_ready(self):
         """
@@ -70,126 +120,256 @@ class RouteTests(SynchronousTestCase):
 
     def test_learns_from_packet(self):
         """
-        A first packet makes its sender known.
+        A first packet makes its sender known; an agent that never announced
+        its addresses is taken to own the sources of its packets.
         """
-        with capturedLogs():
-            self.send("agent_1")
+        self.send("agent_1", ipv6("bbbb::1", "bbbb::2"))
         self.assertEqual(self.router.agents, ["agent_1"])
+        self.assertEqual([str(n) for n in self.router.steering.agents["agent_1"].networks],
+                         ["bbbb::1/128"])
 
     def test_forgets_on_shutdown(self):
         """
-        component.shutdown forgets the agent.
+        component.shutdown forgets the agent and its addresses.
         """
+        self.announce("agent_1")
         with capturedLogs() as events:
-            self.send("agent_1")
             self.router.route(wire.COMPONENT_SHUTDOWN,
                               fixture("testingtool.component.shutdown")["body"].encode(), None)
-        self.assertEqual(self.router.agents, [])
+        self.assertEqual((self.router.agents, self.router.steering.agents), ([], {}))
         self.assertEqual(formatEvent(events[-1]), "agent agent_1 left; agents: none")
-
-    def test_forwards_to_others_unchanged(self):
-        """
-        A packet goes to every other known agent, with the body exactly as it
-        came and its content type.
-        """
-        for name in ("agent_2", "agent_3"):
-            self.route(*ready(name), None)
-        action = self.route(wire.packet_from("agent_1"), BODY, "application/json")
-        self.assertEqual(action, Forward((
-            wire.Message("toAgent.agent_2.ip.tun.packet.raw", BODY, "application/json"),
-            wire.Message("toAgent.agent_3.ip.tun.packet.raw", BODY, "application/json")),
-            len(BODY), None))
-        self.assertIs(action.messages[0].body, BODY)
-
-    def test_raw_forwarded_unchanged(self):
-        """
-        A raw packet is forwarded as it came, with its content type.
-        """
-        self.route(*ready("agent_2"), None)
-        out = self.route(wire.packet_from("agent_1"), b"\x45raw", "application/octet-stream")
-        self.assertEqual(out.messages, (wire.Message("toAgent.agent_2.ip.tun.packet.raw",
-                                                     b"\x45raw", "application/octet-stream"),))
-
-    def test_alone(self):
-        """
-        With no other agent the packet goes nowhere.
-        """
-        self.assertEqual(self.route(wire.packet_from("agent_1"), BODY, wire.JSON).messages, ())
-
-    def test_missing_content_type(self):
-        """
-        A packet without a content type is forwarded as JSON.
-        """
-        self.route(*ready("agent_2"), None)
-        action = self.route(wire.packet_from("agent_1"), BODY, None)
-        self.assertEqual(action.messages[0].content_type, "application/json")
-
-    def test_lossy_link(self):
-        """
-        routing.lossy.link.start drops exactly the next N packets.
-        """
-        self.route(*ready("agent_2"), None)
-        with capturedLogs() as events:
-            self.router.route(wire.LOSSY_LINK_START,
-                              fixture("routing.lossy.link.start")["body"].encode(), None)
-        self.assertEqual(formatEvent(events[0]), "lossy link: dropping the next 2 packets")
-        results = [self.send("agent_1") for _ in range(4)]
-        self.assertEqual(results[:2], [Drop("lossy link"), Drop("lossy link")])
-        self.assertEqual([type(r) for r in results[2:]], [Forward, Forward])
-
-    def test_malformed_dropped(self):
-        """
-        Packet bodies of the wrong shape and malformed control messages are
-        counted and dropped; the router keeps routing good ones, warning at
-        most once per interval.
-        """
-        self.route(*ready("agent_2"), None)
-        drops = []
-        for body, content_type in ((b"junk", wire.JSON), (b'{"x": 1}', wire.JSON),
-                                   (b"[1, 2]", wire.JSON), (b"", wire.RAW),
-                                   (BODY, "text/plain")):
-            drops.append(self.send("agent_1", body, content_type))
-        drops.append(self.router.route(wire.LOSSY_LINK_START,
-                                       b'{"number_of_packets_to_drop": "x"}', None))
-        drops.append(self.router.route(wire.COMPONENT_READY, b"[]", None))
-        self.assertEqual({d.reason for d in drops}, {"bad message"})
-        self.assertIn("dropped a message on fromAgent.agent_1.ip.tun.packet.raw: body is not",
-                      drops[0].detail)
-        self.assertEqual(len(self.send("agent_1").messages), 1)
-        self.assertEqual(self.router.to_drop, 0)
-
-    def test_packet_not_decoded(self):
-        """
-        A JSON body of the right shape is forwarded unchanged without being
-        decoded: a packet that is wrong inside (here a byte out of range) is
-        left to the receiving agent, which decodes it.  Message bytes are
-        counted in and out.
-        """
-        self.route(*ready("agent_2"), None)
-        body = b' {"data": [69, 999], "interface_name": "tun0"}\n'
-        action = self.route(wire.packet_from("agent_1"), body, wire.JSON)
-        self.assertEqual(([m.body for m in action.messages], action.size, action.packet),
-                         ([body], len(body), None))
-
-    def test_capture_decodes(self):
-        """
-        A router that captures packets decodes each one, and drops those that
-        do not decode.
-        """
-        router = PacketRouter(capture=True)
-        with capturedLogs():
-            router.route(*ready("agent_2"), None)
-            self.assertEqual(router.route(wire.packet_from("agent_1"), b'{"data": [69, 999]}',
-                                          wire.JSON).reason, "bad message")
-            action = router.route(wire.packet_from("agent_1"), BODY, wire.JSON)
-        self.assertEqual((len(action.messages), action.packet), (1, wire.decode_packet(BODY)))
 
     def test_malformed_sender_not_learned(self):
         """
         A malformed packet does not make its sender known.
         """
-        self.send("agent_9", b"junk")
+        self.send("agent_9", b"junk", wire.JSON)
         self.assertEqual(self.router.agents, [])
+
+    def test_bad_started(self):
+        """
+        A tun.started whose addresses do not parse is dropped as bad.
+        """
+        action = self.route(*started("agent_2", ipv4_host="banana"), None)
+        self.assertEqual(action.reason, "bad message")
+
+
+class ForwardingTests(RouterTestCase):
+    """
+    What the router still carries: packets published on the router's key.
+    """
+
+    def setUp(self):
+        RouterTestCase.setUp(self)
+        self.announce("agent_1", "agent_2", "agent_3", direct=False)
+
+    def test_unicast_to_owner(self):
+        """
+        A unicast packet goes to the owner of its destination only, with the
+        body exactly as it came.
+        """
+        action = self.send("agent_1", BODY, "application/json")
+        self.assertEqual(action, Forward((
+            wire.Message("toAgent.agent_2.ip.tun.packet.raw", BODY, "application/json"),),
+            len(BODY), wire.decode_packet(BODY)))
+        self.assertIs(action.messages[0].body, BODY)
+
+    def test_multicast_to_peers(self):
+        """
+        Multicast goes to every peer.
+        """
+        action = self.send("agent_1", ipv6("fe80::1", "ff02::1"))
+        self.assertEqual([m.routing_key for m in action.messages],
+                         ["toAgent.agent_2.ip.tun.packet.raw",
+                          "toAgent.agent_3.ip.tun.packet.raw"])
+        self.assertEqual(len(self.send("agent_1", ipv4("10.2.0.1", "10.2.0.255")).messages), 2)
+
+    def test_no_route(self):
+        """
+        A packet to an address nobody owns is dropped, not flooded.
+        """
+        action = self.send("agent_1", ipv4("10.2.0.1", "10.2.0.77"))
+        self.assertEqual(action.reason, "no route")
+        self.assertIn("10.2.0.77", action.detail)
+
+    def test_source_checked(self):
+        """
+        A packet whose source is not its sender's is dropped.
+        """
+        action = self.send("agent_1", ipv4("10.2.0.3", "10.2.0.2"))
+        self.assertEqual(action.reason, "source not sender's")
+
+    def test_raw_and_missing_content_type(self):
+        """
+        A raw packet is forwarded with its content type; one without a
+        content type as JSON.
+        """
+        packet = ipv4("10.2.0.1", "10.2.0.2")
+        self.assertEqual(self.send("agent_1", packet).messages[0].content_type, wire.RAW)
+        action = self.route(wire.packet_from("agent_1"), wire.encode_packet(packet, 1.0), None)
+        self.assertEqual(action.messages[0].content_type, wire.JSON)
+
+    def test_lossy_link(self):
+        """
+        routing.lossy.link.start drops exactly the next N packets.
+        """
+        with capturedLogs() as events:
+            self.router.route(wire.LOSSY_LINK_START,
+                              fixture("routing.lossy.link.start")["body"].encode(), None)
+        self.assertEqual(formatEvent(events[0]), "lossy link: dropping the next 2 packets")
+        results = [self.send("agent_1", BODY, wire.JSON) for _ in range(4)]
+        self.assertEqual(results[:2], [Drop("lossy link"), Drop("lossy link")])
+        self.assertEqual([type(r) for r in results[2:]], [Forward, Forward])
+
+    def test_malformed_dropped(self):
+        """
+        Packet bodies that carry no packet, and malformed control messages,
+        are dropped as bad, with a warning naming the key.
+        """
+        drops = [self.send("agent_1", body, content_type) for body, content_type in (
+            (b"junk", wire.JSON), (b'{"x": 1}', wire.JSON), (b"[1, 2]", wire.JSON),
+            (b'{"data": [69, 999]}', wire.JSON), (b"", wire.RAW), (BODY, "text/plain"))]
+        drops.append(self.route(wire.LOSSY_LINK_START, b'{"number_of_packets_to_drop": "x"}',
+                                None))
+        drops.append(self.route(wire.COMPONENT_READY, b"[]", None))
+        self.assertEqual({d.reason for d in drops}, {"bad message"})
+        self.assertIn("dropped a message on fromAgent.agent_1.ip.tun.packet.raw: body is not",
+                      drops[0].detail)
+        self.assertEqual(len(self.send("agent_1", BODY, wire.JSON).messages), 1)
+
+    def test_not_ip(self):
+        """
+        A packet with no IP header is dropped.
+        """
+        self.assertEqual(self.send("agent_1", b"\x45\x00").reason, "not IP")
+
+    def test_capture(self):
+        """
+        A router that captures gets the packets that go straight between
+        agents, and only captures them.
+        """
+        router = PacketRouter(capture=True)
+        packet = ipv4("10.2.0.1", "10.2.0.2")
+        self.assertEqual(router.route("fromAgent.agent_1.ip.tun.packet.to.agent_2", packet,
+                                      wire.RAW), Capture(packet))
+        self.assertIsNone(self.router.route("fromAgent.agent_1.ip.tun.packet.to.agent_2",
+                                            packet, wire.RAW))
+
+
+class SteeringTests(RouterTestCase):
+    """
+    The routes the router tells each agent.
+    """
+
+    def test_routes_for_direct_agents(self):
+        """
+        Agents that take direct delivery get routes: wildcard bindings for
+        their own packets, each peer's addresses to send to and to check.
+        Each peer is reached through the router until it says it has bound
+        its queue, then straight.
+        """
+        self.announce("agent_1", "agent_2")
+        routes = routes_in(self.router.take_control())
+        self.assertEqual(sorted(routes), ["agent_1", "agent_2"])
+        self.assertEqual((routes["agent_1"]["destinations"]["agent_2"]["path"],
+                          routes["agent_1"]["multicast"]), ("router", "router"))
+        for name, sent in routes.items():
+            self.route(wire.tun_bound(name), json.dumps(
+                {"router": sent["router"], "serial": sent["serial"]}).encode(), None)
+        one = self.settle()["agent_1"]
+        self.assertEqual(one["bindings"], ["fromAgent.*.ip.tun.packet.to.agent_1",
+                                           "fromAgent.*.ip.tun.packet.all"])
+        self.assertEqual(one["destinations"], {"agent_2": {
+            "addresses": ["10.2.0.2/32", "bbbb::2/128", "fe80::2/128"], "path": "direct"}})
+        self.assertEqual((one["multicast"], one["mode"], one["router"]), ("direct", "direct",
+                                                                          "r1"))
+        self.assertEqual(one["senders"], {"agent_2": ["10.2.0.2/32", "bbbb::2/128",
+                                                      "fe80::2/128"]})
+
+    def test_original_agents(self):
+        """
+        An original agent gets no routes, and is reached through the router.
+        """
+        self.announce("agent_1")
+        self.announce("orig_3", direct=False)
+        self.route(*started("orig_3", direct=False, ipv4_host="10.2.0.3", ipv6_host="3"), None)
+        routes = routes_in(self.router.take_control())
+        self.assertNotIn("orig_3", routes)
+        self.assertEqual(routes["agent_1"]["destinations"]["orig_3"]["path"], "router")
+        self.assertEqual(routes["agent_1"]["multicast"], "router")
+
+    def test_only_changes_sent(self):
+        """
+        Routes are sent again only when they change.
+        """
+        self.announce("agent_1", "agent_2")
+        self.router.take_control()
+        self.announce("agent_2")
+        self.assertEqual(self.router.take_control(), [])
+        self.route(*started("agent_2", ipv6_host="22"), None)
+        self.assertEqual(sorted(routes_in(self.router.take_control())), ["agent_1"])
+
+    def test_new_session_resends(self):
+        """
+        After the router connects again, agents get their routes again when
+        they announce themselves.
+        """
+        self.announce("agent_1", "agent_2")
+        self.router.take_control()
+        self.router.connected()
+        self.announce("agent_1")
+        self.assertEqual(sorted(routes_in(self.router.take_control())), ["agent_1", "agent_2"])
+
+    def test_lossy_link_mode(self):
+        """
+        While a lossy link drops packets, every agent sends through the
+        router; then directly again.
+        """
+        self.announce("agent_1", "agent_2")
+        self.router.take_control()
+        self.route(wire.LOSSY_LINK_START, b'{"number_of_packets_to_drop": 1}', None)
+        modes = {n: r["mode"] for n, r in routes_in(self.router.take_control()).items()}
+        self.assertEqual(modes, {"agent_1": "router", "agent_2": "router"})
+        self.send("agent_1", ipv4("10.2.0.1", "10.2.0.2"))
+        modes = {n: r["mode"] for n, r in routes_in(self.router.take_control()).items()}
+        self.assertEqual(modes, {"agent_1": "direct", "agent_2": "direct"})
+
+    def test_topology(self):
+        """
+        With a topology, a receiver binds each sender it may hear, an
+        observer binds every packet, and a destination is direct only if the
+        observers take direct delivery too.
+        """
+        topology = Topology(frozenset({("agent_1", "agent_2")}), frozenset({"agent_TT"}))
+        self.router = PacketRouter(FixedTopology(topology), router_id="r1")
+        self.announce("agent_1", "agent_2", "agent_3")
+        tt = make_addresses("10.2.0.99/24", "bbbb", "99")
+        self.route(*started("agent_TT", addresses=tt), None)
+        routes = self.settle()
+        self.assertEqual(routes["agent_2"]["bindings"], [
+            "fromAgent.agent_1.ip.tun.packet.to.agent_2", "fromAgent.agent_1.ip.tun.packet.all"])
+        self.assertEqual(routes["agent_TT"]["bindings"], ["fromAgent.*.ip.tun.packet.to.*",
+                                                          "fromAgent.*.ip.tun.packet.all"])
+        self.assertEqual(sorted(routes["agent_1"]["destinations"]), ["agent_2", "agent_TT"])
+        self.assertEqual(routes["agent_3"]["destinations"], {"agent_TT": {
+            "addresses": ["10.2.0.99/32", "bbbb::99/128", "fe80::99/128"], "path": "direct"}})
+        self.route(*started("agent_TT", direct=False, addresses=tt), None)
+        routes = self.settle()
+        self.assertEqual(routes["agent_1"]["destinations"]["agent_2"]["path"], "router")
+
+    def test_acknowledgement_checked(self):
+        """
+        A tun.bound for other routes than those last sent, or from another
+        router, changes nothing; a malformed one is dropped.
+        """
+        self.announce("agent_1", "agent_2")
+        sent = routes_in(self.router.take_control())
+        for router, serial in (("r2", sent["agent_2"]["serial"]), ("r1", 99)):
+            self.route(wire.tun_bound("agent_2"),
+                       json.dumps({"router": router, "serial": serial}).encode(), None)
+        self.assertEqual(self.router.take_control(), [])
+        self.assertEqual(self.route(wire.tun_bound("agent_2"), b"{}", None).reason,
+                         "bad message")
 
 
 class PolicyTests(SynchronousTestCase):
@@ -254,17 +434,30 @@ class TopologyTests(SynchronousTestCase):
 
     def test_routes(self):
         """
-        A packet goes to the sender's linked peers and every observer, and
-        announcements do not add routes.
+        A multicast packet carried by the router goes to the sender's linked
+        peers and every observer, a unicast one to its owner and every
+        observer, an announcement adds no route, and nothing goes between
+        agents that are not linked.
         """
         router = PacketRouter(FixedTopology(parse_topology(self.TEXT)))
         with capturedLogs():
-            router.route(*ready("agent_4"), None)
-            action = router.route(wire.packet_from("agent_2"), BODY, None)
-        self.assertEqual([m.routing_key for m in action.messages],
+            for name in ("agent_1", "agent_2", "agent_3", "agent_4"):
+                body = json.loads(started(name, direct=False)[1])
+                router.route(wire.tun_started(name), json.dumps(body).encode(), None)
+            multicast = router.route(wire.packet_from("agent_2"), ipv6("fe80::2", "ff02::1"),
+                                     wire.RAW)
+            unicast = router.route(wire.packet_from("agent_2"), ipv4("10.2.0.2", "10.2.0.1"),
+                                   wire.RAW)
+            unlinked = router.route(wire.packet_from("agent_1"), ipv4("10.2.0.1", "10.2.0.4"),
+                                    wire.RAW)
+        self.assertEqual([m.routing_key for m in multicast.messages],
                          ["toAgent.agent_1.ip.tun.packet.raw",
                           "toAgent.agent_3.ip.tun.packet.raw",
                           "toAgent.agent_TT.ip.tun.packet.raw"])
+        self.assertEqual([m.routing_key for m in unicast.messages],
+                         ["toAgent.agent_1.ip.tun.packet.raw",
+                          "toAgent.agent_TT.ip.tun.packet.raw"])
+        self.assertEqual(unlinked.reason, "no route")
 
     def test_bad_files(self):
         """
@@ -315,16 +508,32 @@ class RouterServiceTests(SynchronousTestCase):
         self.assertEqual((key, json.loads(body)["component"]),
                          ("testingtool.component.ready", "packet_router"))
 
-    def test_publishes_routes(self):
+    def announce(self, *names, direct=False):
+        for name in names:
+            self.session.deliver(ROUTER_QUEUE, *started(name, direct))
+
+    def test_forwards(self):
         """
-        What the router decides is published.
+        A packet the router carries is published to its receivers.
         """
         self.service.connector.connect(self.session)
+        self.announce("agent_1", "agent_2")
         self.session.published.clear()
-        self.session.deliver(ROUTER_QUEUE, *ready("agent_2"))
         self.session.deliver(ROUTER_QUEUE, wire.packet_from("agent_1"), BODY)
         self.assertEqual(self.session.published,
                          [("toAgent.agent_2.ip.tun.packet.raw", BODY, "application/json")])
+
+    def test_publishes_routes(self):
+        """
+        The routes the core decides are published to the agents that take
+        direct delivery.
+        """
+        self.service.connector.connect(self.session)
+        self.session.published.clear()
+        self.announce("agent_1", "agent_2", direct=True)
+        self.assertEqual([key for key, _, _ in self.session.published],
+                         ["toAgent.agent_1.ip.tun.routes", "toAgent.agent_1.ip.tun.routes",
+                          "toAgent.agent_2.ip.tun.routes"])
 
     def test_refused_publishes_counted(self):
         """
@@ -332,12 +541,12 @@ class RouterServiceTests(SynchronousTestCase):
         others as forwarded.
         """
         self.service.connector.connect(self.session)
-        for name in ("agent_2", "agent_3"):
-            self.session.deliver(ROUTER_QUEUE, *ready(name))
+        self.announce("agent_1", "agent_2", "agent_3")
+        packet = ipv6("fe80::1", "ff02::1")
         self.session.refused = "send buffer full"
-        self.session.deliver(ROUTER_QUEUE, wire.packet_from("agent_1"), BODY)
+        self.session.deliver(ROUTER_QUEUE, wire.packet_from("agent_1"), packet, wire.RAW)
         self.session.refused = None
-        self.session.deliver(ROUTER_QUEUE, wire.packet_from("agent_1"), BODY)
+        self.session.deliver(ROUTER_QUEUE, wire.packet_from("agent_1"), packet, wire.RAW)
         counters = self.service.counters
         self.assertEqual((counters.drops["send buffer full"], counters.packets["out"]), (2, 2))
 
@@ -350,11 +559,13 @@ class RouterServiceTests(SynchronousTestCase):
 
     def test_no_peer_counted(self):
         """
-        A packet with nobody to go to is counted in, and dropped as having no
-        peer.
+        A multicast packet with nobody to go to is counted in, and dropped as
+        having no peer.
         """
         self.service.connector.connect(self.session)
-        self.session.deliver(ROUTER_QUEUE, wire.packet_from("agent_1"), BODY)
+        self.announce("agent_1")
+        self.session.deliver(ROUTER_QUEUE, wire.packet_from("agent_1"),
+                             ipv6("fe80::1", "ff02::1"), wire.RAW)
         counters = self.service.counters
         self.assertEqual((counters.packets["in"], counters.drops["no peer"]), (1, 1))
 
@@ -402,7 +613,9 @@ class RouterServiceTests(SynchronousTestCase):
 
     def test_pcap(self):
         """
-        With C{--pcap-dir}, each routed packet is captured once.
+        With C{--pcap-dir}, the router also binds the packets that go
+        straight between agents, and captures each packet once, whichever
+        way it went.
         """
         from .test_pcap import read_pcap
         directory = self.mktemp()
@@ -413,12 +626,16 @@ class RouterServiceTests(SynchronousTestCase):
         service.privilegedStartService()
         service.startService()
         service.connector.connect(self.session)
-        for name in ("agent_2", "agent_3"):
-            self.session.deliver(ROUTER_QUEUE, *ready(name))
+        self.assertEqual(self.session.queues[ROUTER_QUEUE][-2:],
+                         ["fromAgent.*.ip.tun.packet.to.*", "fromAgent.*.ip.tun.packet.all"])
+        self.announce("agent_1", "agent_2", "agent_3")
+        direct = ipv4("10.2.0.2", "10.2.0.1")
         self.session.deliver(ROUTER_QUEUE, wire.packet_from("agent_1"), BODY)
+        self.session.deliver(ROUTER_QUEUE, "fromAgent.agent_2.ip.tun.packet.to.agent_1", direct,
+                             wire.RAW)
         self.successResultOf(service.stopService())
         _, records = read_pcap(os.path.join(directory, "v.pcap"))
-        self.assertEqual([p for _, _, p in records], [wire.decode_packet(BODY)])
+        self.assertEqual([p for _, _, p in records], [wire.decode_packet(BODY), direct])
 
     def test_pcap_dir_unwritable(self):
         """

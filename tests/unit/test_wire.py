@@ -7,7 +7,6 @@ import json
 from twisted.trial.unittest import SynchronousTestCase
 
 from ioppy_agent import wire
-from ioppy_agent.addressing import default_addresses
 
 from ..helpers import fixture
 
@@ -182,65 +181,19 @@ class KeyTests(SynchronousTestCase):
         self.assertIsNone(wire.agent_of("fromAgent"))
         self.assertIsNone(wire.agent_of("fromAgent..ip"))
 
-
-class ControlTests(SynchronousTestCase):
-    """
-    Control messages match ioppytest's.
-    """
-
-    def _same_fields(self, message, routing_key):
-        ref = fixture(routing_key)
-        self.assertEqual(message.routing_key, ref["routing_key"])
-        self.assertEqual(message.content_type, ref["properties"]["content_type"])
-        self.assertEqual(json.loads(message.body), json.loads(ref["body"]))
-
-    def test_started(self):
+    def test_direct_keys(self):
         """
-        C{tun.started} carries the same fields as ioppytest's.
+        Direct delivery's keys: a packet for one agent, a packet for all that
+        bind it; L{wire.direct_sender} reads the sender back from them only.
         """
-        self._same_fields(wire.started("agent_1", default_addresses("agent_1")),
-                          "fromAgent.agent_1.ip.tun.started")
-
-    def test_ready(self):
-        """
-        C{component.ready} matches.
-        """
-        self._same_fields(wire.component_ready("agent_1"), "testingtool.component.ready")
-
-    def test_shutdown(self):
-        """
-        C{component.shutdown} matches.
-        """
-        self._same_fields(wire.component_shutdown("agent_1"),
-                          "testingtool.component.shutdown")
-
-    def test_component_of(self):
-        """
-        The component is read from ready and shutdown bodies; a body without
-        one is refused.
-        """
-        self.assertEqual(wire.component_of(
-            fixture("testingtool.component.ready")["body"]), "agent_1")
-        self.assertRaises(wire.BadMessage, wire.component_of, b'{"component": 3}')
-
-    def test_lossy(self):
-        """
-        The number of packets to drop is read; junk is refused.
-        """
-        self.assertEqual(wire.packets_to_drop(
-            fixture("routing.lossy.link.start")["body"]), 2)
-        for body in (b'{}', b'{"number_of_packets_to_drop": -1}',
-                     b'{"number_of_packets_to_drop": "2"}',
-                     b'{"number_of_packets_to_drop": true}'):
-            self.assertRaises(wire.BadMessage, wire.packets_to_drop, body)
-
-    def test_tun_start(self):
-        """
-        The addresses of ioppytest's C{tun.start}, including the old C{":1"}
-        host form, are read.
-        """
-        self.assertEqual(
-            wire.tun_start_addresses(fixture("toAgent.agent_1.ip.tun.start")["body"]),
-            ("10.2.0.1/255.255.255.0", "bbbb", ":1"))
-        self.assertRaises(wire.BadMessage, wire.tun_start_addresses,
-                          b'{"ipv4_host": "10.2.0.1"}')
+        self.assertEqual(wire.packet_direct("agent_1", "agent_2"),
+                         "fromAgent.agent_1.ip.tun.packet.to.agent_2")
+        self.assertEqual(wire.packet_group("agent_1"), "fromAgent.agent_1.ip.tun.packet.all")
+        self.assertEqual(wire.routes_key("agent_1"), "toAgent.agent_1.ip.tun.routes")
+        for key, sender in (("fromAgent.agent_1.ip.tun.packet.to.agent_2", "agent_1"),
+                            ("fromAgent.a.ip.tun.packet.all", "a"),
+                            ("fromAgent.agent_1.ip.tun.packet.raw", None),
+                            ("toAgent.agent_1.ip.tun.packet.to.agent_2", None),
+                            ("fromAgent.a.ip.tun.packet.to.b.c", None),
+                            ("fromAgent..ip.tun.packet.all", None)):
+            self.assertEqual(wire.direct_sender(key), sender, key)

@@ -1,0 +1,196 @@
+"""
+The control messages on the bus, in ioppytest's format (JSON with
+C{_api_version}), and what this project adds to them: building them and
+reading them back.  Pure functions, no I/O.
+
+  - C{testingtool.component.ready} and C{.shutdown}: a component comes and
+    goes (the router announces itself as C{packet_router});
+  - C{fromAgent.<name>.ip.tun.started}: an agent's addresses; this
+    project's agents add C{ioppy_direct} (they take packets straight from
+    the broker) and C{ioppy_routes} (the prefixes routed behind their host);
+  - C{toAgent.<name>.ip.tun.start}: addresses an agent is asked to use;
+  - C{routing.lossy.link.start}: drop the next N packets of the session;
+  - C{toAgent.<name>.ip.tun.routes}: the router's routes for one agent
+    (L{ioppy_agent.routes.Routes});
+  - C{fromAgent.<name>.ip.tun.bound}: the agent has made the bindings of
+    those routes, so others may now send to it straight.
+"""
+
+import ipaddress
+import json
+
+from .addressing import BadAddress
+from .routes import BadRoutes, network, routes_from_json
+from .wire import (API_VERSION, COMPONENT_READY, COMPONENT_SHUTDOWN, BadMessage, Message,
+                   decode_json, routes_key, tun_bound, tun_started)
+
+
+def control(routing_key, **fields):
+    """
+    @return: A control L{Message} with ioppytest's C{_api_version} field.
+    """
+    body = dict(_api_version=API_VERSION, **fields)
+    return Message(routing_key, json.dumps(body, sort_keys=True).encode("utf-8"))
+
+
+def component_ready(name):
+    """
+    @return: C{testingtool.component.ready} for component C{name}.
+    """
+    return control(COMPONENT_READY, component=name,
+                   description="Component READY to start test suite.")
+
+
+def component_shutdown(name):
+    """
+    @return: C{testingtool.component.shutdown} for component C{name}.
+    """
+    return control(COMPONENT_SHUTDOWN, component=name,
+                   description=f"{name} is out!. Bye!")
+
+
+def _ioppytest_prefix(prefixes):
+    """
+    @return: The first IPv6 /64 of C{prefixes} in ioppytest's
+        C{re_route_packets_prefix} form (C{"cccc"} for C{cccc::/64}), or
+        C{None}.
+    """
+    for prefix in prefixes:
+        if prefix.version == 6 and prefix.prefixlen == 64:
+            groups = prefix.network_address.exploded.split(":")[:4]
+            while groups and groups[-1] == "0000":
+                groups.pop()
+            return ":".join(g.lstrip("0") or "0" for g in groups) or "0"
+    return None
+
+
+def started(name, addresses, routes=()):
+    """
+    @param addresses: A L{ioppy_agent.addressing.TunAddresses}.
+    @param routes: The prefixes routed behind the agent's host.
+    @return: C{fromAgent.<name>.ip.tun.started} announcing C{addresses}.
+    """
+    return control(tun_started(name), name=name, re_route_packets_host=None,
+                   re_route_packets_if=None, re_route_packets_prefix=_ioppytest_prefix(routes),
+                   ioppy_direct=True, ioppy_routes=[str(r) for r in routes],
+                   **addresses.started_fields())
+
+
+def started_info(body):
+    """
+    Read an agent's C{tun.started}, ours or an original agent's.
+
+    @return: C{(networks, direct, broadcast)}: the agent's addresses (hosts,
+        and the prefixes routed behind it) as L{ipaddress} networks, whether
+        it takes packets straight from the broker, and the broadcast address
+        of its IPv4 network (C{bytes}, or C{None}).
+    @raise BadMessage: if the addresses do not parse.
+    """
+    obj = decode_json(body)
+    found = []
+    broadcast = None
+    try:
+        host4 = obj.get("ipv4_host")
+        if isinstance(host4, str) and host4:
+            found.append(network(host4))
+            mask = obj.get("ipv4_netmask")
+            if isinstance(mask, str) and mask:
+                subnet = ipaddress.IPv4Interface(f"{host4}/{mask}").network
+                if subnet.prefixlen < 31:
+                    broadcast = subnet.broadcast_address.packed
+        prefix, host = obj.get("ipv6_prefix"), obj.get("ipv6_host")
+        if isinstance(prefix, str) and isinstance(host, str) and prefix and host:
+            host = host.lstrip(":")
+            found.append(network(f"{prefix.rstrip(':')}::{host}"))
+            found.append(network(f"fe80::{host}"))
+        routes = obj.get("ioppy_routes")
+        if isinstance(routes, list):
+            found += [network(r) for r in routes if isinstance(r, str)]
+        else:
+            old = obj.get("re_route_packets_prefix")
+            if isinstance(old, str) and old:
+                found.append(network(f"{old.rstrip(':')}::/64"))
+    except (BadAddress, ValueError) as e:
+        raise BadMessage(f"tun.started with addresses that do not parse: {e}") from None
+    return found, obj.get("ioppy_direct") is True, broadcast
+
+
+def component_of(body):
+    """
+    @return: The C{component} named by a ready/shutdown body.
+    @raise BadMessage: if there is none.
+    """
+    component = decode_json(body).get("component")
+    if not isinstance(component, str) or not component:
+        raise BadMessage("body has no 'component' name")
+    return component
+
+
+def packets_to_drop(body):
+    """
+    @return: C{number_of_packets_to_drop} from a C{routing.lossy.link.start}
+        body.
+    @raise BadMessage: if it is missing or not a whole number >= 0.
+    """
+    count = decode_json(body).get("number_of_packets_to_drop")
+    if type(count) is not int or count < 0:
+        raise BadMessage(
+            f"number_of_packets_to_drop must be a whole number >= 0, not {count!r}")
+    return count
+
+
+def tun_start_addresses(body):
+    """
+    @return: C{(ipv4_cidr, ipv6_prefix, ipv6_host)} from a C{tun.start} body,
+        as text for L{ioppy_agent.addressing.make_addresses}.
+    @raise BadMessage: if a field is missing or not text.
+    """
+    obj = decode_json(body)
+    fields = {}
+    for key in ("ipv4_host", "ipv4_netmask", "ipv6_prefix", "ipv6_host"):
+        value = obj.get(key)
+        if not isinstance(value, str) or not value:
+            raise BadMessage(f"tun.start has no usable {key!r} (got {value!r})")
+        fields[key] = value
+    return (f"{fields['ipv4_host']}/{fields['ipv4_netmask']}",
+            fields["ipv6_prefix"], fields["ipv6_host"])
+
+
+def routes_message(name, routes):
+    """
+    @return: The message telling agent C{name} its L{Routes}.
+    """
+    return control(routes_key(name), **routes.to_json())
+
+
+def routes_of(body, binding_allowed):
+    """
+    @return: The L{Routes} of a routes message.
+    @raise BadMessage: if it is not one (L{ioppy_agent.routes.BadRoutes}
+        says why).
+    """
+    try:
+        return routes_from_json(decode_json(body), binding_allowed)
+    except BadRoutes as e:
+        raise BadMessage(f"routes message refused: {e}") from None
+
+
+
+def bound(name, routes):
+    """
+    @return: C{fromAgent.<name>.ip.tun.bound}: agent C{name} has bound what
+        C{routes} ask.
+    """
+    return control(tun_bound(name), router=routes.router, serial=routes.serial)
+
+
+def bound_of(body):
+    """
+    @return: C{(router, serial)} of a C{tun.bound} message.
+    @raise BadMessage: if it has neither.
+    """
+    obj = decode_json(body)
+    router, serial = obj.get("router"), obj.get("serial")
+    if not isinstance(router, str) or type(serial) is not int:
+        raise BadMessage("tun.bound needs a router id and a whole serial number")
+    return router, serial
