@@ -10,6 +10,7 @@ import subprocess
 import time
 
 from .. import lab
+from ..lab.broker import PrivateNode
 
 from .harness import Namespace, Program, rabbitmqctl_connections
 from .test_tunnel import CONNECTED, TunnelTestCase
@@ -55,25 +56,37 @@ class FaultTestCase(TunnelTestCase):
 
 class BrokerFaultTests(FaultTestCase):
     """
-    The broker goes away, and comes back.
+    The broker goes away, and comes back.  Tests that stop or reconfigure
+    the broker do it to a private node (L{PrivateNode}), never to the
+    machine's.
     """
+
+    def private_node(self):
+        """
+        Move the test onto a RabbitMQ node of its own, which it may stop or
+        reconfigure without touching the machine's broker.
+        """
+        node = PrivateNode(self.addCleanup)
+        self.vhost = lab.VHost(self.addCleanup, node)
+        return node
 
     def test_broker_restart(self):
         """
-        rabbitmqctl stop_app / start_app while the agents run: no process
-        restarts, the interfaces keep their ifindex, and pings come back
-        within 10 s of the broker.
+        rabbitmqctl stop_app / start_app on the broker while the agents run:
+        no process restarts, the interfaces keep their ifindex, and pings
+        come back within 10 s of the broker.
         """
+        node = self.private_node()
         self.start_all()
         before = (ifindex(self.ns1), ifindex(self.ns2))
-        lab.rabbitmqctl("stop_app", timeout=120)
+        node.ctl("stop_app", timeout=120)
         try:
             time.sleep(3)
             sent, received, _ = self.ns1.ping("10.2.0.2", count=2)
             self.assertEqual(received, 0)
         finally:
-            lab.rabbitmqctl("start_app", timeout=120)
-            lab.rabbitmqctl("await_startup", timeout=120)
+            node.ctl("start_app", timeout=120)
+            node.ctl("await_startup", timeout=120)
         self.assertLess(wait_until_pings(self.ns1, "10.2.0.2", within=10), 10)
         self.assertPings(self.ns2, "bbbb::1")
         self.assertAlive(self.agent1, self.agent2, self.router_program)
@@ -131,17 +144,15 @@ class BrokerFaultTests(FaultTestCase):
         as 'broker blocked' instead of buffering them, and pass traffic again
         once it unblocks.
         """
+        node = self.private_node()
         self.start_all("--stats-interval", "1")
-        watermark = lab.rabbitmqctl(
+        watermark = node.ctl(
             "eval", "vm_memory_monitor:get_vm_memory_high_watermark().").stdout.strip()
-        self.addCleanup(lab.rabbitmqctl, "set_vm_memory_high_watermark", watermark)
-        lab.rabbitmqctl("set_vm_memory_high_watermark", "0.0000001")
-        try:
-            self.agent1.wait_for("the broker blocked publishing")
-            self.ns1.ping("10.2.0.2", count=3)
-            self.agent1.wait_for(r"broker blocked: [1-9]")
-        finally:
-            lab.rabbitmqctl("set_vm_memory_high_watermark", watermark)
+        node.ctl("set_vm_memory_high_watermark", "0.0000001")
+        self.agent1.wait_for("the broker blocked publishing")
+        self.ns1.ping("10.2.0.2", count=3)
+        self.agent1.wait_for(r"broker blocked: [1-9]")
+        node.ctl("set_vm_memory_high_watermark", watermark)
         self.agent1.wait_for("the broker unblocked publishing")
         self.assertLess(wait_until_pings(self.ns1, "10.2.0.2", within=10), 10)
         self.assertAlive(self.agent1, self.agent2, self.router_program)

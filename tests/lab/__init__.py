@@ -17,7 +17,9 @@ every command is bounded in time.
   - L{tunnel}: L{Tunnel}, a router and two agents;
   - L{tools}: the helper commands (publish, broker rate, proxies);
   - L{hostile}: a fake broker that breaks the protocol on purpose;
-  - L{peers}: stand-ins for ioppytest's sniffer, original agent and router.
+  - L{peers}: stand-ins for ioppytest's sniffer, original agent and router;
+  - L{broker}: L{PrivateNode<broker.PrivateNode>}, a RabbitMQ node of the
+    lab's own, for tests that stop or reconfigure a broker, and the bench.
 """
 
 from .network import Namespace, Uplink, veth_pair

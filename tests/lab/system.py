@@ -59,21 +59,24 @@ def rabbitmqctl(*args, check=True, timeout=60):
 
 class VHost:
     """
-    A broker vhost the test owns, with permissions for guest.
+    A broker vhost the test owns, with permissions for guest: on the
+    machine's broker, or on a L{PrivateNode<tests.lab.broker.PrivateNode>}.
     """
 
-    def __init__(self, cleanup):
+    def __init__(self, cleanup, node=None):
+        self._ctl = node.ctl if node is not None else rabbitmqctl
+        port = node.port if node is not None else 5672
         self.name = unique("vhost")
-        rabbitmqctl("add_vhost", self.name)
-        cleanup(rabbitmqctl, "delete_vhost", self.name, check=False)
-        rabbitmqctl("set_permissions", "-p", self.name, "guest", ".*", ".*", ".*")
-        self.url = f"amqp://guest:guest@127.0.0.1:5672/{self.name}"
+        self._ctl("add_vhost", self.name)
+        cleanup(self._ctl, "delete_vhost", self.name, check=False)
+        self._ctl("set_permissions", "-p", self.name, "guest", ".*", ".*", ".*")
+        self.url = f"amqp://guest:guest@127.0.0.1:{port}/{self.name}"
 
     def queues(self):
         """
         @return: The queue names in this vhost.
         """
-        out = rabbitmqctl("list_queues", "-p", self.name, "name").stdout
+        out = self._ctl("list_queues", "-p", self.name, "name").stdout
         return [line.strip() for line in out.splitlines()
                 if line.strip() and line.strip() != "name"]
 
@@ -84,9 +87,9 @@ class VHost:
         @return: C{(user, password)}
         """
         user, password = unique("user"), secrets.token_hex(12)
-        rabbitmqctl("add_user", user, password)
-        cleanup(rabbitmqctl, "delete_user", user, check=False)
-        rabbitmqctl("set_permissions", "-p", self.name, user, ".*", ".*", ".*")
+        self._ctl("add_user", user, password)
+        cleanup(self._ctl, "delete_user", user, check=False)
+        self._ctl("set_permissions", "-p", self.name, user, ".*", ".*", ".*")
         return user, password
 
 

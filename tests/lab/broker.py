@@ -1,0 +1,123 @@
+"""
+L{PrivateNode}: a RabbitMQ node of the lab's own, for what must not touch
+the machine's broker (stopping it, raising its memory alarm) and for the
+bench's run against a broker with other scheduler settings.
+
+It runs the installed RabbitMQ as the C{rabbitmq} user (so it shares the
+machine node's Erlang cookie and C{rabbitmqctl} reaches it), under its own
+node name, AMQP and distribution ports, data, log and pid files, with no
+plugins, listening on 127.0.0.1 only.  It is stopped by the PID the lab
+started, and its directory is removed.
+"""
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+from .programs import Program
+from .system import free_port, run, unique
+
+SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+
+# The Erlang VM flags RabbitMQ starts with by default: schedulers that find
+# no work sleep at once (no busy-waiting), which leaves the CPU to others but
+# costs a wake-up on every message after a pause.
+DEFAULT_SCHEDULERS = ()
+# Schedulers that spin a long while before they sleep, and wake each other
+# eagerly: lower latency after a pause, at the price of spinning cores.
+BUSY_WAIT_SCHEDULERS = ("+sbwt", "very_long", "+sbwtdcpu", "very_long", "+sbwtdio",
+                        "very_long", "+swt", "very_low")
+
+
+class PrivateNode:
+    """
+    A RabbitMQ node the lab started and owns.
+
+    @ivar name: Its Erlang node name, C{ioppy-t...@localhost}.
+    @ivar port: Its AMQP port on 127.0.0.1.
+    """
+
+    def __init__(self, cleanup, erl_args=DEFAULT_SCHEDULERS, timeout=120.0):
+        """
+        @param erl_args: Extra Erlang VM flags, after RabbitMQ's own.
+        """
+        account = pwd.getpwnam("rabbitmq")
+        self.name = f"{unique('rabbit')}@localhost"
+        self.port = free_port()
+        self._dir = tempfile.mkdtemp(prefix=unique("node") + "-")
+        cleanup(shutil.rmtree, self._dir, True)
+        os.chmod(self._dir, 0o755)
+        config = os.path.join(self._dir, "rabbitmq.conf")
+        with open(config, "w", encoding="ascii") as f:
+            f.write(f"listeners.tcp.local = 127.0.0.1:{self.port}\n"
+                    "loopback_users.guest = true\n")
+        plugins = os.path.join(self._dir, "enabled_plugins")
+        with open(plugins, "w", encoding="ascii") as f:
+            f.write("[].\n")
+        for sub in ("data", "log"):
+            os.mkdir(os.path.join(self._dir, sub))
+        for path, _, files in os.walk(self._dir):
+            os.chown(path, account.pw_uid, account.pw_gid)
+            for name in files:
+                os.chown(os.path.join(path, name), account.pw_uid, account.pw_gid)
+        env = {
+            "HOME": account.pw_dir,
+            "RABBITMQ_NODENAME": self.name,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(free_port()),
+            "RABBITMQ_CONFIG_FILE": config,
+            "RABBITMQ_ENABLED_PLUGINS_FILE": plugins,
+            "RABBITMQ_MNESIA_BASE": os.path.join(self._dir, "data"),
+            "RABBITMQ_LOG_BASE": os.path.join(self._dir, "log"),
+            "RABBITMQ_PID_FILE": os.path.join(self._dir, "node.pid"),
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": " ".join(erl_args),
+        }
+        self.erl_args = tuple(erl_args)
+        self.program = Program(
+            cleanup, None, env=env, log_dir=self._dir,
+            prefix=["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}",
+                    "--init-groups"],
+            argv=[SERVER])
+        deadline = time.monotonic() + timeout
+        while self.ctl("await_startup", check=False, timeout=30).returncode != 0:
+            if self.program.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"private RabbitMQ node {self.name} did not start:\n"
+                                     f"{self.program.text()}")
+            time.sleep(1)
+        self.beam_pid = self.os_pid()
+        cleanup(self.stop)
+
+    def ctl(self, *args, check=True, timeout=60):
+        """
+        Run C{rabbitmqctl -q -n <this node>}.
+        """
+        return run("rabbitmqctl", "-q", "-n", self.name, *args, check=check, timeout=timeout)
+
+    def url(self, vhost="", user="guest", password="guest"):
+        return f"amqp://{user}:{password}@127.0.0.1:{self.port}/{vhost}"
+
+    def os_pid(self):
+        """
+        @return: The PID of the node's Erlang VM (beam.smp).
+        """
+        return int(self.ctl("eval", "list_to_integer(os:getpid()).").stdout.strip())
+
+    def stop(self):
+        """
+        Stop the node: SIGTERM to the process the lab started, which stops
+        RabbitMQ in order; SIGKILL to it and its Erlang VM after 60 s.
+        """
+        process = self.program.process
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                if os.path.exists(f"/proc/{self.beam_pid}"):
+                    os.kill(self.beam_pid, signal.SIGKILL)
+                self.program.kill()
