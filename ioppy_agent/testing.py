@@ -157,7 +157,14 @@ class RecordingSession:
         return True
 
     def publish_message(self, message):
-        return self.publish(message.routing_key, message.body, message.content_type)
+        """
+        Record a control message: sent unless the session is closed (see
+        L{ioppy_agent.bus.session.BusSession.publish_message}).
+        """
+        if self.closed:
+            return False
+        self.published.append((message.routing_key, message.body, message.content_type))
+        return True
 
     def flush(self):
         self.flushes.append(len(self.published))

@@ -222,9 +222,19 @@ class BusSession:
 
     def publish_message(self, message):
         """
-        Publish a L{ioppy_agent.wire.Message}.
+        Publish a control message, a L{ioppy_agent.wire.Message}: unlike a
+        packet it is sent also while the send buffer is full or the broker
+        blocks publishers (it is small, and losing it would lose state: an
+        agent's routes, its acknowledgement, its announcement).
+
+        @return: C{False} if nothing was sent, because the session is not
+            connected.
         """
-        return self.publish(message.routing_key, message.body, message.content_type)
+        if self.refusal() == "not connected":
+            return False
+        self.client.write_frames(self._publisher.frames(
+            message.routing_key, message.body, message.content_type, self.client.MAX_LENGTH))
+        return True
 
     def flush(self):
         """

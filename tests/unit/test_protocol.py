@@ -479,6 +479,25 @@ class SessionTests(SessionTestCase):
         self.session.resumeProducing()
         self.assertTrue(self.session.publish("k", b"x", "application/json"))
 
+    def test_control_while_paused_or_blocked(self):
+        """
+        A control message is sent while the send buffer is full and while
+        the broker blocks publishers; only a closed session refuses it.
+        """
+        message = Message("toAgent.agent_1.ip.tun.routes", b"{}", "application/json")
+        self.session.pauseProducing()
+        self.assertTrue(self.session.publish_message(message))
+        self.session.resumeProducing()
+        with capturedLogs():
+            self.pump.channel(0).connection_blocked(reason="low on memory")
+            self.assertTrue(self.session.publish_message(message))
+        payloads = [f.payload for f in self.pump.outgoing[1]]
+        self.assertEqual([p.args[2] for p in payloads[::3]],
+                         ["toAgent.agent_1.ip.tun.routes"] * 2)
+        self.assertEqual([as_bytes(p.content) for p in payloads[2::3]], [b"{}"] * 2)
+        self.session.closed = True
+        self.assertFalse(self.session.publish_message(message))
+
     def test_blocked(self):
         """
         connection.blocked and unblocked set and clear the protocol's flag;

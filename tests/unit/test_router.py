@@ -535,6 +535,19 @@ class RouterServiceTests(SynchronousTestCase):
                          ["toAgent.agent_1.ip.tun.routes", "toAgent.agent_1.ip.tun.routes",
                           "toAgent.agent_2.ip.tun.routes"])
 
+    def test_routes_while_send_buffer_full(self):
+        """
+        Routes go out while the session refuses packets (send buffer full,
+        broker blocked): losing them would leave agents with stale routes.
+        """
+        self.service.connector.connect(self.session)
+        self.session.published.clear()
+        self.session.refused = "send buffer full"
+        self.announce("agent_1", "agent_2", direct=True)
+        self.assertEqual([key for key, _, _ in self.session.published],
+                         ["toAgent.agent_1.ip.tun.routes", "toAgent.agent_1.ip.tun.routes",
+                          "toAgent.agent_2.ip.tun.routes"])
+
     def test_refused_publishes_counted(self):
         """
         Copies the session refuses to publish are counted as drops, the
