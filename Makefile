@@ -20,10 +20,14 @@ test: setup test-tools
 	$(BIN)/python -m twisted.trial --temp-directory=_trial_temp tests
 
 # The bench: latency and throughput of the tunnel next to the kernel's own
-# path, then the soak (1,000,000 packets, memory sampled).  Results go to
+# path and the broker's rate; the scale run (2, 10, 30 agents); the broker
+# wake-up run (private RabbitMQ nodes, default and busy-wait schedulers);
+# then the soak (1,000,000 packets, memory sampled).  Results go to
 # $(BENCH_OUT); copy a run into docs/ on purpose.
 bench: setup bench-tools
 	$(BIN)/python scripts/bench.py --out $(BENCH_OUT)
+	$(BIN)/python scripts/scale.py --out $(BENCH_OUT)
+	$(BIN)/python scripts/latency.py --out $(BENCH_OUT)
 	$(BIN)/python scripts/soak.py --out $(BENCH_OUT)
 	@echo "bench results in $(BENCH_OUT)"
 

@@ -1,15 +1,21 @@
 """
 make bench (throughput and latency): the tunnel against the kernel's own
-path.
+path and against the broker's own message rate.
 
 A router and two agents run with their TUNs in two namespaces, as in 'make
-demo'; two more namespaces are joined by a direct veth pair, the kernel
-limit.  Over both paths the bench measures ping round trips (IPv4 and
-IPv6), a 5 s ping flood with one and with 16 echo requests in flight, the
-highest UDP rate with under 1 % loss (64 and 1400-byte datagrams, iperf3),
-and TCP throughput (iperf3, 10 s), and prints each tunnel figure next to
-the kernel's and as a ratio of it, with the CPU time per 1000 packets and
-the peak RSS of the agents and the router.
+demo', and the bench waits until the router has steered the agents to
+deliver to each other directly (one broker hop); two more namespaces are
+joined by a direct veth pair, the kernel limit.  Over both paths the bench
+measures ping round trips (IPv4 and IPv6, 20 ms apart), a 5 s ping flood
+with one and with 16 echo requests in flight, the highest UDP rate with
+under 1 % loss (64 and 1400-byte datagrams, iperf3), and TCP throughput
+(iperf3, 10 s), and prints each tunnel figure next to the kernel's and as a
+ratio of it; then the broker's own rate for bodies of the same shape, the
+one-hop limit, next to the tunnel's; and the CPU time per 1000 packets of
+the agents, the router and the broker, with the programs' peak RSS.
+
+--twistd runs another installation's programs (an older release, to
+compare); programs that do not steer are measured through the router.
 """
 
 import argparse
@@ -26,14 +32,17 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from tests.lab import Namespace, Program, Tunnel, broker_rate, veth_pair  # noqa: E402
+from tests.lab import (Namespace, Program, Tunnel, broker_rate, cpu_seconds,  # noqa: E402
+                       peak_rss_mb, veth_pair)
+from tests.lab.broker import machine_broker_pid  # noqa: E402
+from tests.lab.programs import TWISTD  # noqa: E402
 
 
 # Echo requests in flight for the second flood: ping's own -l (preload).
 PRELOAD = 16
 
 
-def ping_rtts(ns, address, count=200, interval=0.01):
+def ping_rtts(ns, address, count=200, interval=0.02):
     """
     @return: The round-trip times in ms of C{count} pings, and how many were
         lost.
@@ -116,22 +125,12 @@ class Iperf:
         return result.get("end", {}).get("sum_received", {}).get("bits_per_second", 0) / 1e6
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_mb(pid):
-    with open(f"/proc/{pid}/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def packets_moved(status):
-    return status["packets"]["in"] + status["packets"]["out"]
+def tunnelled(lab):
+    """
+    @return: How many packets the tunnel carried so far: those agent_1 and
+        agent_2 sent.
+    """
+    return sum(lab.status(a)["packets"]["out"] for a in ("agent_1", "agent_2"))
 
 
 def main():
@@ -139,6 +138,9 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer, shorter runs")
     parser.add_argument("--wire", choices=("json", "raw"), default="json",
                         help="the agents' wire format")
+    parser.add_argument("--twistd", default=TWISTD,
+                        help="the twistd whose programs to measure (default: this "
+                             "checkout's virtualenv)")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench-results",
                                                       time.strftime("%Y%m%d-%H%M%S")),
                         help="directory for bench.md, bench.json and bench.png "
@@ -151,9 +153,11 @@ def main():
     with contextlib.ExitStack() as stack:
         cleanup = stack.callback
         tunnel_lab = Tunnel(cleanup, work, agent_args=["--wire", args.wire],
-                            status_interval=0.5)
+                            status_interval=0.5, twistd=args.twistd)
         vhost, ns1, ns2 = tunnel_lab.vhost, tunnel_lab.ns1, tunnel_lab.ns2
         programs = tunnel_lab.programs
+        pids = {n: p.process.pid for n, p in programs.items()}
+        pids["broker"] = machine_broker_pid()
         ns3, ns4 = Namespace(cleanup), Namespace(cleanup)
         veth_pair(cleanup, ns3, ns4)
         paths = {"tunnel": (ns1, ns2, "10.2.0.2", "bbbb::2"),
@@ -172,19 +176,19 @@ def main():
             results[path]["flood preload"] = flood(client, v4, seconds=2 if args.quick else 5,
                                                    preload=PRELOAD)
             iperf = Iperf(cleanup, server, client, v4, work)
-            before = {n: cpu_seconds(p.process.pid) for n, p in programs.items()}
-            moved = ({n: packets_moved(tunnel_lab.status(n)) for n in programs}
-                     if path == "tunnel" else {})
+            before = {n: cpu_seconds(pid) for n, pid in pids.items()}
+            sent_before = tunnelled(tunnel_lab) if path == "tunnel" else 0
             for size in (64, 1400):
                 print(f"{path}: UDP {size} B ...", flush=True)
                 results[path][f"udp {size}"] = iperf.best_udp(
                     size, steps=4 if args.quick else 9)
             if path == "tunnel":
                 time.sleep(1)
-                for n, p in programs.items():
-                    spent = cpu_seconds(p.process.pid) - before[n]
-                    packets = packets_moved(tunnel_lab.status(n)) - moved[n]
-                    results[path][f"cpu {n}"] = 1000 * spent / max(packets, 1)
+                packets = max(tunnelled(tunnel_lab) - sent_before, 1)
+                results[path]["tunnelled"] = packets
+                for n, pid in pids.items():
+                    spent = cpu_seconds(pid) - before[n]
+                    results[path][f"cpu {n}"] = 1000 * spent / packets
             print(f"{path}: TCP ...", flush=True)
             results[path]["tcp"] = iperf.tcp(seconds=3 if args.quick else 10)
         rss = {n: peak_rss_mb(p.process.pid) for n, p in programs.items()}
@@ -203,8 +207,10 @@ def main():
         ratio = f"{t / k:.3f}" if k else "-"
         rows.append(f"| {name} | {t:,.2f} {unit} | {k:,.2f} {unit} | {ratio} |")
 
+    hops = ("one broker hop (direct delivery)" if tunnel_lab.direct
+            else "two broker hops (through the router)")
     say()
-    say(f"wire format: {args.wire}")
+    say(f"wire format: {args.wire}; path: {hops}; programs: {args.twistd}")
     say("| measure | tunnel | kernel (veth) | tunnel / kernel |")
     say("| --- | --- | --- | --- |")
     for family in ("IPv4", "IPv6"):
@@ -227,7 +233,8 @@ def main():
         say(line)
     say()
     say("The bus limit: the broker's own rate, one publisher to one consumer, for")
-    say(f"bodies of the same shape ({args.wire}); each tunnel packet crosses the broker twice.")
+    say(f"bodies of the same shape ({args.wire}); each tunnel packet crosses the broker "
+        f"{'once' if tunnel_lab.direct else 'twice'}.")
     say("| measure | tunnel | bus | tunnel / bus |")
     say("| --- | --- | --- | --- |")
     for size in (64, 1400):
@@ -235,15 +242,17 @@ def main():
         say(f"| {size} B packets | {t:,.0f} packets/s | {bus[size]:,.0f} messages/s | "
             f"{t / bus[size]:.3f} |")
     say()
-    for n in ("agent_1", "router", "agent_2"):
-        say(f"{n}: {tunnel['cpu ' + n]:.3f} CPU s per 1000 packets during the UDP runs, "
-            f"peak RSS {rss[n]:.1f} MB")
+    say(f"CPU seconds per 1000 packets tunnelled during the UDP runs "
+        f"({tunnel['tunnelled']:,} packets), and peak RSS:")
+    for n in ("agent_1", "router", "agent_2", "broker"):
+        memory = f", peak RSS {rss[n]:.1f} MB" if n in rss else ""
+        say(f"  {n}: {tunnel['cpu ' + n]:.3f}{memory}")
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "bench.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
     with open(os.path.join(args.out, "bench.json"), "w", encoding="utf-8") as f:
-        json.dump({"wire": args.wire, "results": results, "bus": bus, "rss": rss}, f,
-                  indent=1)
+        json.dump({"wire": args.wire, "direct": tunnel_lab.direct, "twistd": args.twistd,
+                   "results": results, "bus": bus, "rss": rss}, f, indent=1)
     plot(os.path.join(args.out, "bench.png"), args.wire, tunnel, kernel, bus)
     print(f"tables in {os.path.join(args.out, 'bench.md')}")
     shutil.rmtree(work)
@@ -279,7 +288,7 @@ def plot(path, wire_format, tunnel, kernel, bus):
         right.plot(rtts, [(i + 1) / len(rtts) for i in range(len(rtts))], label=family)
     right.set_xlabel("round-trip time through the tunnel (ms)")
     right.set_ylabel("fraction of pings")
-    right.set_title("ping RTT distribution (200 pings, 10 ms apart)")
+    right.set_title("ping RTT distribution (200 pings, 20 ms apart)")
     right.legend()
     figure.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

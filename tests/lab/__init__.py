@@ -24,11 +24,12 @@ every command is bounded in time.
 
 from .network import Namespace, Uplink, veth_pair
 from .programs import Daemon, Program, tool, wait_for_log
-from .system import (VHost, broker_reachable, command_line, free_port, rabbitmqctl, run,
-                     uid_of, unique)
+from .system import (VHost, broker_reachable, command_line, cpu_seconds, free_port,
+                     peak_rss_mb, rabbitmqctl, run, uid_of, unique)
 from .tools import broker_rate, publish
 from .tunnel import Tunnel
 
 __all__ = ["Daemon", "Namespace", "Program", "Tunnel", "Uplink", "VHost", "broker_rate",
-           "broker_reachable", "command_line", "free_port", "publish", "rabbitmqctl", "run",
-           "tool", "uid_of", "unique", "veth_pair", "wait_for_log"]
+           "broker_reachable", "command_line", "cpu_seconds", "free_port", "peak_rss_mb",
+           "publish", "rabbitmqctl", "run", "tool", "uid_of", "unique", "veth_pair",
+           "wait_for_log"]

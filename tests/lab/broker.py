@@ -121,3 +121,10 @@ class PrivateNode:
                 if os.path.exists(f"/proc/{self.beam_pid}"):
                     os.kill(self.beam_pid, signal.SIGKILL)
                 self.program.kill()
+
+
+def machine_broker_pid():
+    """
+    @return: The PID of the machine's RabbitMQ node's Erlang VM.
+    """
+    return int(run("rabbitmqctl", "-q", "eval", "list_to_integer(os:getpid()).").stdout.strip())

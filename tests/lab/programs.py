@@ -40,9 +40,11 @@ class Program:
     """
 
     def __init__(self, cleanup, plugin, *args, netns=None, env=None, log_dir=".",
-                 twistd_args=(), prefix=(), argv=None, interactive=False):
+                 twistd_args=(), prefix=(), argv=None, interactive=False, twistd=TWISTD):
         """
         @param twistd_args: twistd's own options (before the plugin name).
+        @param twistd: The twistd to run (another installation's, to compare
+            releases).
         @param prefix: A command that runs the program (C{setpriv ...}).
         @param argv: Run this command instead of twistd.
         @param interactive: Give it a pipe as standard input, for L{send}.
@@ -50,7 +52,7 @@ class Program:
         self.log = os.path.abspath(os.path.join(log_dir, unique("log") + ".log"))
         if argv is None:
             self.shown = " ".join(["twistd", "-n", *twistd_args, plugin, *args])
-            argv = [TWISTD, "-n", "--pidfile=", "--logfile=-", *twistd_args, plugin, *args]
+            argv = [twistd, "-n", "--pidfile=", "--logfile=-", *twistd_args, plugin, *args]
         else:
             self.shown = " ".join(argv)
         if netns is not None:

@@ -119,3 +119,23 @@ def command_line(pid):
     """
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         return f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+
+
+def cpu_seconds(pid):
+    """
+    @return: The user and system CPU time process C{pid} used so far.
+    """
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid):
+    """
+    @return: The peak resident set size of process C{pid}, in MB.
+    """
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0

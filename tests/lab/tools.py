@@ -5,6 +5,9 @@ The lab's helper commands, each run as a process of its own
   - C{publish URL KEY BODY [EXCHANGE]}: publish one message and close;
   - C{broker-rate URL SIZE WIRE SECONDS}: the broker's own message rate,
     one publisher to one consumer, with bodies shaped like packets;
+  - C{broker-latency URL COUNT INTERVAL}: the time one small message takes
+    from a publisher to a consumer through the broker, sent INTERVAL
+    seconds apart;
   - C{tls-proxy PORT CERT KEY [CLIENT_CA]}: terminate TLS on loopback and
     forward to the broker;
   - C{hold-proxy PORT FLAG}: forward to the broker, swallowing every byte
@@ -13,7 +16,8 @@ The lab's helper commands, each run as a process of its own
   - C{sniff}, C{original-agent}, C{ioppytest-router}: stand-ins for
     ioppytest's components, see L{tests.lab.peers}.
 
-The functions L{publish} and L{broker_rate} run the first two and wait.
+The functions L{publish}, L{broker_rate} and L{broker_latency} run the first
+three and wait.
 """
 
 import os
@@ -52,6 +56,17 @@ def broker_rate(url, size, wire_format, seconds=5.0):
     out = _tool("broker-rate", url, str(size), wire_format, str(seconds),
                 timeout=seconds + 60)
     return float(out.split()[-1])
+
+
+def broker_latency(url, count=200, interval=0.02):
+    """
+    @return: The sorted times in ms that C{count} small messages, sent
+        C{interval} seconds apart, took from one connection through the
+        broker to another (measured in a separate process).
+    """
+    out = _tool("broker-latency", url, str(count), str(interval),
+                timeout=count * interval + 60)
+    return sorted(float(x) for x in out.split())
 
 
 def _connect(reactor, url, exchange, name):
@@ -128,6 +143,49 @@ def _broker_rate_main(reactor, url, size, wire_format, seconds):
     return go()
 
 
+def _broker_latency_main(reactor, url, count, interval):
+    """
+    Publish one message every C{interval} seconds to a queue of our own,
+    and print how long each took to arrive on a second connection.
+    """
+    from twisted.internet import defer, task
+
+    from ioppy_agent import wire
+    from ioppy_agent.url import parse_amqp_url
+
+    broker = parse_amqp_url(url)
+    queue = f"ioppy.lab.latency.{os.getpid()}"
+    count, interval = int(count), float(interval)
+    sent_at, times = {}, []
+    done = defer.Deferred()
+
+    def arrived(key, body, *_):
+        times.append(1000 * (reactor.seconds() - sent_at.pop(bytes(body))))
+        if len(times) == count and not done.called:
+            done.callback(None)
+
+    @defer.inlineCallbacks
+    def go():
+        consumer = yield _connect(reactor, broker, "amq.topic", "ioppy-lab consumer")
+        yield consumer.declare_queue(queue, [queue], max_length=1000)
+        yield consumer.consume(queue, arrived)
+        publisher = yield _connect(reactor, broker, "amq.topic", "ioppy-lab publisher")
+        for i in range(count):
+            yield task.deferLater(reactor, interval, lambda: None)
+            body = b"%d" % i
+            sent_at[body] = reactor.seconds()
+            publisher.publish(queue, body, wire.RAW)
+        timeout = reactor.callLater(10, lambda: done.called or done.callback(None))
+        yield done
+        if timeout.active():
+            timeout.cancel()
+        yield publisher.close()
+        yield consumer.close()
+        print(" ".join(f"{t:.4f}" for t in times), flush=True)
+
+    return go()
+
+
 def _tls_proxy_main(reactor, port, cert, key, client_ca=None):
     """
     Terminate TLS on 127.0.0.1:C{port} and forward to the broker; with
@@ -197,6 +255,7 @@ def _peer(name):
 
 
 COMMANDS = {"publish": _publish_main, "broker-rate": _broker_rate_main,
+            "broker-latency": _broker_latency_main,
             "tls-proxy": _tls_proxy_main, "hold-proxy": _hold_proxy_main,
             "hostile-broker": _hostile_main, "sniff": _peer("sniff"),
             "original-agent": _peer("original_agent"),
