@@ -54,10 +54,10 @@ def documented(heading):
 
 def scripts_options():
     """
-    @return: The options the bench and soak scripts take.
+    @return: The options the bench scripts take.
     """
     names = set()
-    for script in ("bench.py", "soak.py"):
+    for script in ("bench.py", "scale.py", "latency.py", "soak.py"):
         names |= set(re.findall(r'add_argument\("(--[a-z-]+)"',
                                 read(os.path.join(ROOT, "scripts", script))))
     return names
