@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from .endpoint import TLS_ERRORS, BrokerEndpoint, tls_reason
-from .errors import FatalBusError
+from .errors import AccessRefused, FatalBusError
 from .protocol import BusFactory
 from .session import cause_of, open_session, reply_of
 from .spec import load_spec
@@ -47,6 +47,7 @@ TRANSITIONS = {
     (State.CONNECTING, "fail"): State.WAITING,
     (State.CONNECTING, "refuse"): State.FAILED,
     (State.CONNECTED, "lose"): State.WAITING,
+    (State.CONNECTED, "refuse"): State.FAILED,
     (State.WAITING, "retry"): State.CONNECTING,
     **{(state, "stop"): State.STOPPED for state in State},
 }
@@ -189,12 +190,24 @@ class BusConnector:
         client.ready = True
         client.disconnected.wait().addCallback(self._lost, client)
 
+    def _refusal(self, client):
+        """
+        @return: The L{AccessRefused} for a permission the broker refused on
+            C{client}'s connection, or C{None}.
+        """
+        if client is None or client.refused is None:
+            return None
+        url = self.url
+        return AccessRefused(f"the broker refused user {url.username!r} on vhost "
+                             f"{url.vhost!r} a permission: {client.refused}")
+
     def _attempt_failed(self, reason):
         self._attempt = None
         client, self._client = self._client, None
-        if reason.check(FatalBusError):
+        fatal = reason.value if reason.check(FatalBusError) else self._refusal(client)
+        if fatal is not None:
             if self._move("refuse"):
-                self._on_fatal(reason.value)
+                self._on_fatal(fatal)
             return None
         if not self._move("fail"):
             return None
@@ -213,6 +226,11 @@ class BusConnector:
             return
         self._client = None
         self.session = None
+        refused = self._refusal(client)
+        if refused is not None:
+            if self._move("refuse"):
+                self._on_fatal(refused)
+            return
         if not self._move("lose"):
             return
         lost = self.url

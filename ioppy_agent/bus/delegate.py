@@ -8,7 +8,7 @@ from twisted.logger import Logger
 from txamqp.client import TwistedDelegate
 from txamqp.protocol import AMQChannel
 
-from .errors import REPLY_SUCCESS
+from .errors import ACCESS_REFUSED, REPLY_SUCCESS
 
 
 class Delegate(TwistedDelegate):
@@ -49,6 +49,10 @@ class Delegate(TwistedDelegate):
         TwistedDelegate.connection_close(self, ch, msg)
 
     def channel_close(self, ch, msg):
+        # Noted before the channel's waiting requests fail, so that whoever
+        # sees them fail knows retrying will not help.
+        if msg.reply_code == ACCESS_REFUSED:
+            self.client.refused = msg.reply_text
         TwistedDelegate.channel_close(self, ch, msg)
         self.client.channel_closed(ch.id, msg.reply_code, msg.reply_text)
 

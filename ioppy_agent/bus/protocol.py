@@ -6,13 +6,10 @@ Deliveries (C{basic.deliver} with its header and body) never reach txamqp:
 the reader assembles them from the bytes and they go straight to the
 consumer registered for their tag, as C{bytes}.  Every other method is
 checked (a reply must answer the request txamqp is waiting for; a request
-must be one this client handles) and only then decoded and dispatched by
-txamqp.  Whatever breaks the protocol closes the connection with the AMQP
-reply code for it, logged; the connector then connects again.
-
-What txamqp internals this relies on is listed in
-L{ioppy_agent.bus.spec.TXAMQP_INTERNALS} and checked by the unit tests, so
-that a txamqp release that changes them fails a test that names them.
+must be one this client handles), then decoded and dispatched by txamqp.
+Whatever breaks the protocol closes the connection with the AMQP reply
+code for it, logged; the connector then connects again.  The txamqp
+internals relied on are in L{ioppy_agent.bus.spec.TXAMQP_INTERNALS}.
 """
 
 import socket
@@ -37,8 +34,7 @@ from .spec import load_spec
 CAPABILITIES = {"authentication_failure_close": True, "connection.blocked": True,
                 "consumer_cancel_notify": True}
 
-# Seconds to wait for connection.close-ok after closing for a violation.
-HANG_UP_WAIT = 1.0
+HANG_UP_WAIT = 1.0  # seconds to wait for close-ok after closing for a violation
 
 class BusProtocol(AMQClient):
     """
@@ -56,6 +52,8 @@ class BusProtocol(AMQClient):
     @ivar ready: Set by the connector once the session is set up.
     @ivar lost_reason: Why the connection is going away, when this side
         knows (a violation, a heartbeat timeout, the broker's close).
+    @ivar refused: The broker's text, when it closed a channel for want of
+        a permission (403): retrying will not help.
     @ivar max_deliveries_per_read: Deliveries handled before the protocol
         lets the reactor run again: for an agent, as many as its TUN port
         reads per turn, so that the TUN is read in between.
@@ -68,6 +66,7 @@ class BusProtocol(AMQClient):
     blocked = False
     ready = False
     lost_reason = None
+    refused = None
     max_deliveries_per_read = 64
     # A broker silent for two heartbeat intervals is taken for dead and the
     # connection dropped (txamqp's default waits three).
@@ -100,9 +99,8 @@ class BusProtocol(AMQClient):
         return AMQClient._pack_frame(self, frame)
 
     def connectionMade(self):
-        # Packets are small writes that want an answer: with Nagle's algorithm
-        # they wait for the ACK of the previous one (up to 40 ms with delayed
-        # ACKs), so turn it off, as RabbitMQ does on its side.
+        # Packets are small writes that want an answer: Nagle's algorithm would
+        # hold each until the last is ACKed (40 ms), so off, as on RabbitMQ's side.
         transport = self.transport
         handle = transport.getHandle() if hasattr(transport, "getHandle") else None
         if hasattr(transport, "setTcpNoDelay"):
@@ -176,12 +174,13 @@ class BusProtocol(AMQClient):
     def channel_closed(self, channel, code, text):
         """
         The broker closed C{channel}: its requests have failed by now.  The
-        session is gone with it, so the connection is made again.
+        session is gone with it: the connection is closed (and, unless the
+        broker refused a permission, made again).
         """
         self.conversation.channel_gone(channel)
         self.reader.close_channel(channel)
         reason = f"the broker closed channel {channel}: {code} {text}"
-        if self.ready:
+        if self.ready and self.refused is None:
             self._log.warn("{reason}; connecting again", reason=reason)
         self.hang_up(REPLY_SUCCESS, reason)
 
@@ -338,9 +337,8 @@ class BusProtocol(AMQClient):
         self._resuming = None
         AMQClient.connectionLost(self, reason)
 
-    # Heartbeats: txamqp cancels and re-arms a timer for every frame either
-    # way; here each read and write only notes the time, and the timers look
-    # at it.
+    # Heartbeats: txamqp re-arms a timer for every frame either way; here each
+    # read and write only notes the time, and the timers look at it.
 
     _heard = 0.0
     _said = 0.0

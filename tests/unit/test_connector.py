@@ -10,7 +10,7 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from txamqp.connection import Frame, Heartbeat
 
-from ioppy_agent.bus import BusConfig, BusConnector, QueueLocked, State
+from ioppy_agent.bus import AccessRefused, BusConfig, BusConnector, QueueLocked, State
 from ioppy_agent.bus.connector import TRANSITIONS
 from ioppy_agent.testing import BusPump
 from ioppy_agent.url import parse_amqp_url
@@ -165,6 +165,71 @@ class ConnectorTests(SynchronousTestCase):
         self.assertIs(self.connector.state, State.FAILED)
         self.clock.advance(60)
         self.assertEqual(len(self.endpoint.pumps), 1)
+
+    def test_permission_refused_is_fatal(self):
+        """
+        A channel the broker closes with 403 (a publish or bind the user's
+        permissions do not allow) ends the connector with an
+        L{AccessRefused} that names the user, the vhost and the broker's
+        reason; no retry follows.
+        """
+        self.connector.start()
+        pump = self.endpoint.pumps[0]
+        broker_handshake(pump)
+        reason = ("ACCESS_REFUSED - write access to topic 'fromAgent.agent_2.ip.tun.started' "
+                  "in exchange 'amq.topic' in vhost 'interop' refused for user 'alice'")
+        with capturedLogs():
+            pump.channel(1).channel_close(reply_code=403, reply_text=reason, class_id=60,
+                                          method_id=40)
+            pump.channel(0).connection_close_ok()
+        self.assertEqual([type(e) for e in self.fatal], [AccessRefused])
+        self.assertEqual(str(self.fatal[0]), "the broker refused user 'alice' on vhost "
+                         f"'interop' a permission: {reason}")
+        self.assertNotIn("hunter2", str(self.fatal[0]))
+        self.assertIs(self.connector.state, State.FAILED)
+        self.assertFalse(pump.connected)
+        self.clock.advance(60)
+        self.assertEqual(len(self.endpoint.pumps), 1)
+
+    def test_permission_refused_during_setup(self):
+        """
+        A bind refused with 403 while the session is set up is fatal too.
+        """
+        self.setup_result = None
+
+        def setup(session):
+            return session.bind("ioppy.agent.agent_1", "fromAgent.*.ip.tun.packet.to.agent_2")
+
+        connector = BusConnector(self.clock, BusConfig(urls=(URL,), heartbeat=0), setup,
+                                 self.fatal.append, endpoint=self.endpoint)
+        connector.start()
+        pump = self.endpoint.pumps[0]
+        broker_handshake(pump)
+        with capturedLogs():
+            pump.channel(1).channel_close(reply_code=403, reply_text="ACCESS_REFUSED - read "
+                                          "access to topic refused", class_id=50, method_id=20)
+            pump.channel(0).connection_close_ok()
+        self.assertEqual([type(e) for e in self.fatal], [AccessRefused])
+        self.assertIn("read access to topic refused", str(self.fatal[0]))
+        self.assertIs(connector.state, State.FAILED)
+        self.clock.advance(60)
+        self.assertEqual(len(self.endpoint.pumps), 1)
+
+    def test_other_channel_close_reconnects(self):
+        """
+        A channel closed for any other reason (a deleted exchange, 404) is
+        not fatal: the connector connects again.
+        """
+        self.connector.start()
+        pump = self.endpoint.pumps[0]
+        broker_handshake(pump)
+        with capturedLogs():
+            pump.channel(1).channel_close(reply_code=404, reply_text="NOT_FOUND - no exchange",
+                                          class_id=60, method_id=40)
+            pump.channel(0).connection_close_ok()
+            self.clock.advance(31)
+        self.assertEqual(self.fatal, [])
+        self.assertEqual(len(self.endpoint.pumps), 2)
 
     def test_silent_broker_dropped(self):
         """
