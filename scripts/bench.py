@@ -20,6 +20,7 @@ compare); programs that do not steer are measured through the router.
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -85,9 +86,11 @@ class Iperf:
         time.sleep(0.5)
 
     def run(self, *args, seconds):
-        out = self.client_ns.run("iperf3", "-c", self.address, "-J", "-t", str(seconds),
-                                 *args, timeout=seconds + 60, check=False).stdout
-        return json.loads(out) if out.strip().startswith("{") else {}
+        done = self.client_ns.run("iperf3", "-c", self.address, "-J", "-t", str(seconds),
+                                  *args, timeout=seconds + 60, check=False)
+        if not done.stdout.strip().startswith("{"):
+            raise SystemExit(f"iperf3 gave no result: {done.stderr.strip() or done.stdout}")
+        return json.loads(done.stdout)
 
     def udp(self, size, rate, seconds=3):
         """
@@ -146,6 +149,12 @@ def main():
                         help="directory for bench.md, bench.json and bench.png "
                              "(default: bench-results/<time>, which git ignores)")
     args = parser.parse_args()
+    missing = [tool for tool in ("iperf3",) if shutil.which(tool) is None]
+    if importlib.util.find_spec("matplotlib") is None:
+        missing.append("matplotlib")
+    if missing:
+        raise SystemExit(f"the bench needs {', '.join(missing)}: run it with make bench, "
+                         "which installs them")
     if os.geteuid() != 0:
         sys.exit("the bench needs root (TUN interfaces and network namespaces)")
     work = tempfile.mkdtemp(prefix="ioppy-bench-")
