@@ -107,7 +107,8 @@ class RecordingSession:
     @ivar refused: Set to a reason to make publishing refuse, as a paused or
         blocked session does.
     @ivar locked: Whether queues are held by another connection, so that
-        C{declare_queue} fails with L{QueueLocked}.
+        C{declare_queue} fails with L{QueueLocked}; or a set of the names
+        of the queues held.
     @ivar flushes: The number of messages published before each C{flush}.
     """
 
@@ -124,7 +125,7 @@ class RecordingSession:
         self.flushes = []
 
     def declare_queue(self, name, bindings, max_length=1000):
-        if self.locked:
+        if self.locked is True or (self.locked and name in self.locked):
             return defer.fail(QueueLocked(f"queue {name!r} is held by another connection"))
         if self.declare_error is not None:
             return defer.fail(self.declare_error)

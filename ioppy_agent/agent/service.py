@@ -49,6 +49,8 @@ class AgentService(BusService):
     L{AgentCore} deciding in between.
 
     @ivar core: The L{AgentCore}.
+    @ivar queue: The queue consumed: the core's, or one of this run's own
+        while a hung broker node still holds the core's.
     @ivar port: The L{TunPort}, once the interface is open.
     """
 
@@ -74,6 +76,9 @@ class AgentService(BusService):
         self._interface = interface if interface is not None else Interface(config)
         self.port = None
         self.pcap = None
+        self.queue = self.core.queue
+        self._had_session = False
+        self._run = os.urandom(4).hex()
 
     @property
     def addresses(self):
@@ -109,16 +114,27 @@ class AgentService(BusService):
         Declare and bind the agent's queue, consume it, and announce the agent.
         """
         url = self.connector.url
-        d = session.declare_queue(self.core.queue, self.core.bindings())
+        self.queue = self.core.queue
+        d = session.declare_queue(self.queue, self.core.bindings())
 
         def locked(reason):
             reason.trap(QueueLocked)
-            raise QueueLocked(
-                f"an agent named {self.config.name!r} is already connected to vhost "
-                f"{url.vhost!r} on {url.host}; choose another --name")
+            if not self._had_session:
+                raise QueueLocked(
+                    f"an agent named {self.config.name!r} is already connected to vhost "
+                    f"{url.vhost!r} on {url.host}; choose another --name")
+            # This agent had the queue: its last connection still holds it,
+            # on a broker node that hangs (a cluster keeps such a node's
+            # exclusive queues locked until it gives the node up, a minute or
+            # more).  Carry on with a queue of this run's own.
+            self.queue = f"{self.core.queue}.{self._run}"
+            self._log.warn("queue {old} is still held by this agent's last connection "
+                           "(on a broker node that does not answer); using {new} for "
+                           "this connection", old=self.core.queue, new=self.queue)
+            return session.declare_queue(self.queue, self.core.bindings())
 
         def consume(_):
-            return session.consume(self.core.queue, self._from_bus, self._oversize)
+            return session.consume(self.queue, self._from_bus, self._oversize)
 
         def announce(_):
             for message in self.core.announcements():
@@ -129,6 +145,7 @@ class AgentService(BusService):
             self._log.info("agent {name} connected to {url}, exchange {exchange}",
                            name=self.config.name, url=url.masked(),
                            exchange=self.config.bus.exchange)
+            self._had_session = True
 
         return d.addErrback(locked).addCallback(consume).addCallback(announce)
 
@@ -225,7 +242,7 @@ class AgentService(BusService):
         self._log.info("routes from the router: {summary}", summary=action.summary)
         session = self.connector.session
         if session is not None:
-            queue = self.core.queue
+            queue = self.queue
             changes = [session.bind(queue, key).addErrback(self._binding_failed, key)
                        for key in action.bind]
             changes += [session.unbind(queue, key).addErrback(self._binding_failed, key)

@@ -214,10 +214,15 @@ class BusConnector:
         self.failures += 1
         failed = self.url
         self._current = (self._current + 1) % len(self.urls)
-        delay = self._policy(self.failures)
-        self._log.warn("connecting to {url} failed: {error}; trying {next} in {delay:.1f} s",
-                       url=failed.masked(), error=describe(reason, client), delay=delay,
-                       next="again" if self.url is failed else self.url.masked())
+        # A queue held elsewhere (a standby router) is tried again soon, and
+        # quietly: the service said once why it waits.
+        delay = getattr(reason.value, "retry_after", None)
+        log = self._log.debug if delay is not None else self._log.warn
+        if delay is None:
+            delay = self._policy(self.failures)
+        log("connecting to {url} failed: {error}; trying {next} in {delay:.1f} s",
+            url=failed.masked(), error=describe(reason, client), delay=delay,
+            next="again" if self.url is failed else self.url.masked())
         self._retry = self._clock.callLater(delay, self._try_again)
         return None
 

@@ -70,6 +70,19 @@ class QueueLocked(FatalBusError):
     """
 
 
+class QueueHeld(BusError):
+    """
+    Another connection holds the exclusive queue the program declares, and
+    waiting may help: a standby router waits for the active router's
+    connection to go.  The connector tries again after C{retry_after}
+    seconds, logging each attempt at debug level only.
+    """
+
+    def __init__(self, text, retry_after=1.0):
+        BusError.__init__(self, text)
+        self.retry_after = retry_after
+
+
 class ProtocolViolation(BusError):
     """
     The broker sent something AMQP 0-9-1 does not allow.  The connection is

@@ -12,7 +12,7 @@ from twisted.logger import Logger
 
 from .. import control, wire
 from ..actions import Capture, Drop, Forward
-from ..bus import BusConfig, BusConnector, QueueLocked
+from ..bus import BusConfig, BusConnector, QueueHeld, QueueLocked
 from ..pcap import PcapError, PcapWriter
 from ..service import BusService, CannotStart
 from ..stats import ReportConfig, status_of, summary_line
@@ -23,6 +23,8 @@ from .topology import Topology
 ROUTER_QUEUE = "ioppy.router"
 # The router has no TUN to read between deliveries: a whole read at a time.
 DELIVERIES_PER_READ = 1024
+# Seconds between a standby router's attempts to take the queue.
+STANDBY_RETRY = 1.0
 BINDINGS = (wire.ANY_PACKET_FROM_AGENT, wire.ANY_TUN_STARTED, wire.ANY_TUN_BOUND,
             wire.COMPONENT_READY, wire.COMPONENT_SHUTDOWN, wire.LOSSY_LINK_START)
 # With --pcap-dir: the packets that go straight between agents, too.
@@ -55,6 +57,8 @@ class RouterService(BusService):
     The packet router on the bus.
 
     @ivar router: The L{PacketRouter}.
+    @ivar standing_by: Whether another router holds the router's queue, so
+        that this one waits to take over.
     """
 
     _log = Logger()
@@ -66,6 +70,7 @@ class RouterService(BusService):
                             deliveries_per_read=DELIVERIES_PER_READ)
         self.config = config
         self.pcap = None
+        self.standing_by = False
         policy = FixedTopology(config.topology) if config.topology else FanOut()
         self.router = PacketRouter(policy, router_id=os.urandom(6).hex(),
                                    capture=config.pcap_dir is not None)
@@ -83,18 +88,29 @@ class RouterService(BusService):
         d = session.declare_queue(ROUTER_QUEUE, bindings)
 
         def locked(reason):
+            # Another router holds the queue (or, after a broker node hung,
+            # this router's own last connection still does): stand by, and
+            # take over as soon as the queue is free.
             reason.trap(QueueLocked)
-            raise QueueLocked(f"another ioppy-router is already routing vhost "
-                              f"{url.vhost!r} on {url.host}")
+            if not self.standing_by:
+                self.standing_by = True
+                self._log.info("standing by: another ioppy-router is routing vhost "
+                               "{vhost!r}; taking over when it goes (trying every "
+                               "{every:.0f} s)", vhost=url.vhost, every=STANDBY_RETRY)
+            raise QueueHeld(f"queue {ROUTER_QUEUE!r} is held by another router",
+                            STANDBY_RETRY)
 
         def announce(_):
             # Agents answer this with tun.started, so a router that starts (or
             # reconnects) after them learns them, and sends them their routes.
             self.router.connected()
             session.publish_message(control.component_ready(wire.ROUTER_NAME))
-            self._log.info("router connected to {url}, exchange {exchange}, routing "
-                           "{policy}", url=url.masked(), exchange=self.config.bus.exchange,
+            self._log.info("router {took} {url}, exchange {exchange}, routing {policy}",
+                           took="took over, connected to" if self.standing_by else
+                           "connected to", url=url.masked(),
+                           exchange=self.config.bus.exchange,
                            policy=self.router.policy.description)
+            self.standing_by = False
 
         d.addErrback(locked)
         d.addCallback(lambda _: session.consume(ROUTER_QUEUE, self._from_bus,
@@ -107,8 +123,11 @@ class RouterService(BusService):
         state = connector.state.value
         line = (f"router: {summary_line(self.counters)}; agents: "
                 f"{', '.join(agents) or 'none'}; broker {state}")
+        if self.standing_by:
+            line += " (standing by)"
         status = dict(status_of(self.counters), pid=os.getpid(), agents=agents,
-                      broker=connector.url.masked(), state=state)
+                      broker=connector.url.masked(), state=state,
+                      standby=self.standing_by)
         return line, status
 
     def release(self):

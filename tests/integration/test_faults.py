@@ -194,6 +194,29 @@ class RouterAndAgentFaultTests(FaultTestCase):
         self.assertPings(self.ns2, "bbbb::3")
         self.assertStops(self.agent1, self.agent2, agent3, router)
 
+    def test_standby_router(self):
+        """
+        A second router on the vhost stands by instead of exiting; when the
+        active one is killed it takes over within a few seconds, and an
+        agent that joins then gets its routes from it.
+        """
+        self.start_all()
+        standby = Program(self.addCleanup, "ioppy-router", "--url", self.vhost.url)
+        standby.wait_for("standing by: another ioppy-router is routing vhost", timeout=30)
+        time.sleep(3)
+        self.assertAlive(standby)
+        self.assertNotIn("took over", standby.text())
+        self.router_program.process.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        self.router_program.wait(timeout=10)
+        standby.wait_for("router took over, connected to", timeout=10)
+        self.assertLess(time.monotonic() - killed, 5.0, standby.text())
+        ns3 = Namespace(self.addCleanup)
+        agent3 = self.agent("agent_3", ns3)
+        self.assertLess(wait_until_pings(ns3, "10.2.0.1", within=15), 15)
+        self.assertPings(self.ns1, "10.2.0.2", count=2)
+        self.assertStops(self.agent1, self.agent2, agent3, standby)
+
     def test_agents_join_and_leave(self):
         """
         Ten agents join and leave, twice, while two others ping each other:

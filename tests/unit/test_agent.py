@@ -239,6 +239,34 @@ class BusTests(AgentTestCase):
                       message)
         self.assertIs(self.connector.state, State.FAILED)
 
+    def test_own_queue_held_after_a_session(self):
+        """
+        An agent that had a session, and finds its queue locked on a new
+        connection (its old connection's node hangs), does not take that for
+        a rival: it keeps running on a queue of its own run, with the same
+        bindings, and binds new routes there; the next connection tries the
+        usual queue first again.
+        """
+        self.start()
+        self.connector.connect(RecordingSession())
+        held = RecordingSession()
+        held.locked = {"ioppy.agent.agent_1"}
+        with capturedLogs() as events:
+            self.connector.connect(held)
+        self.assertEqual(self.process.failures, [])
+        (queue,) = held.queues
+        self.assertTrue(queue.startswith("ioppy.agent.agent_1."), queue)
+        self.assertEqual(held.queues[queue], list(self.agent.core.bindings()))
+        self.assertIn(queue, held.consumers)
+        self.assertIn("queue ioppy.agent.agent_1 is still held by this agent's last "
+                      f"connection (on a broker node that does not answer); using {queue} "
+                      "for this connection",
+                      [formatEvent(e) for e in events])
+        self.assertIs(self.connector.state, State.CONNECTED)
+        free = RecordingSession()
+        self.connector.connect(free)
+        self.assertEqual(list(free.queues), ["ioppy.agent.agent_1"])
+
     def test_other_declare_error_retried(self):
         """
         Other channel errors are not fatal: the set-up fails and is retried.

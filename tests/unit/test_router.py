@@ -14,10 +14,11 @@ from zope.interface.verify import verifyObject
 from ioppy_agent import control, wire
 from ioppy_agent.actions import Capture, Drop, Forward
 from ioppy_agent.addressing import default_addresses, make_addresses
-from ioppy_agent.bus import BusConfig
+from ioppy_agent.bus import BusConfig, QueueHeld
 from ioppy_agent.router import (BINDINGS, ROUTER_QUEUE, BadTopology, FanOut, FixedTopology,
                                 IRoutingPolicy, PacketRouter, RouterConfig, RouterService,
                                 Topology, parse_topology, read_topology)
+from ioppy_agent.router.service import STANDBY_RETRY
 from ioppy_agent.testing import RecordingConnector, RecordingSession
 from ioppy_agent.url import parse_amqp_url
 
@@ -606,15 +607,30 @@ class RouterServiceTests(SynchronousTestCase):
         self.assertEqual((status["agents"], status["state"], status["broker"]),
                          (["agent_2"], "connected", "amqp://u:****@h:5672/v"))
 
-    def test_second_router_refused(self):
+    def test_second_router_stands_by(self):
         """
-        A second router on the same vhost stops with exit status 2.
+        A second router on the same vhost does not exit: it says once that it
+        stands by, each attempt fails with a L{QueueHeld} to be retried in
+        L{STANDBY_RETRY} seconds, and when the queue is free it takes over.
         """
-        self.session.locked = True
-        self.service.connector.connect(self.session)
-        code, message = self.process.failures[0]
-        self.assertEqual(code, 2)
-        self.assertIn("already routing", message)
+        with capturedLogs() as events:
+            for _ in range(3):
+                held = RecordingSession()
+                held.locked = True
+                failure = self.failureResultOf(self.service.connector.connect(held), QueueHeld)
+                self.assertEqual(failure.value.retry_after, STANDBY_RETRY)
+        self.assertEqual(self.process.failures, [])
+        said = [formatEvent(e) for e in events]
+        self.assertEqual(len([s for s in said if s.startswith("standing by")]), 1, said)
+        self.assertIn("another ioppy-router is routing vhost 'v'", said[0])
+        line, status = self.service.describe()
+        self.assertTrue(line.endswith("(standing by)"))
+        self.assertIs(status["standby"], True)
+        with capturedLogs() as events:
+            self.service.connector.connect(self.session)
+        self.assertIn(ROUTER_QUEUE, self.session.consumers)
+        self.assertIn("router took over, connected to", formatEvent(events[-1]))
+        self.assertIs(self.service.describe()[1]["standby"], False)
 
     def test_stop(self):
         """
