@@ -87,9 +87,12 @@ class LayoutTests(SynchronousTestCase):
     def test_no_lab_in_package(self):
         """
         Nothing shipped starts processes or runs rabbitmqctl: that is the
-        lab's, in tests/lab.
+        lab's, in tests/lab.  The one exception is the organiser's command,
+        C{ioppy-session} (credentials.py), whose job is to run rabbitmqctl.
         """
         for relative in modules():
+            if relative == "credentials.py":
+                continue
             self.assertNotIn("subprocess", imports(relative), relative)
             with open(os.path.join(PACKAGE, relative), encoding="utf-8") as f:
                 self.assertNotIn("rabbitmqctl", f.read(), relative)

@@ -1,0 +1,279 @@
+"""
+C{ioppy-session}: the organiser's command that makes a session on the
+broker, with credentials for each participant that allow what that
+participant needs and nothing more, and removes it again.
+
+    ioppy-session create interop42 --broker amqp://broker.example.org \\
+        --participant agent_1 --participant agent_2 --observer agent_TT --out ./interop42
+    ioppy-session delete interop42
+
+C{create} makes the vhost C{interop42}, the user C{interop42.router} for
+the router and C{interop42.<name>} for each participant, each with a random
+password, sets their permissions, and writes one C{--url-file} per user
+(mode 0600) to hand over.  C{delete} removes the users and the vhost.
+
+It drives C{rabbitmqctl} on the broker's host: RabbitMQ's own tool, always
+installed with the broker, needing no plugin (the HTTP management API needs
+C{rabbitmq_management} enabled, which the machines here do not have) and
+talking to the node as its administrator.  Passwords go to it on standard
+input, never on a command line.
+
+What each user may do (RabbitMQ checks the regular permissions on queues
+and exchanges, and the topic permissions on the routing key of each publish
+and each binding to a topic exchange):
+
+  - participant C{agent_N}: declare, bind and consume only its own queues
+    (C{ioppy.agent.agent_N}, and C{ioppy.agent.agent_N.<run>}); publish
+    only C{fromAgent.agent_N.*} and the component announcements; bind only
+    C{toAgent.agent_N.*}, C{testingtool.component.ready} and the packet
+    keys addressed to it (C{fromAgent.<any>.ip.tun.packet.to.agent_N},
+    C{...packet.all}); an observer also binds every packet key;
+  - the router: its queue C{ioppy.router}; publish C{toAgent.*} and its
+    announcement; bind anything.
+
+The pure part (L{grants}, L{url_for}) is separate from running
+C{rabbitmqctl} (L{Rabbitmqctl}), which the tests replace.
+"""
+
+import argparse
+import os
+import re
+import secrets
+import subprocess
+import sys
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from .addressing import BadAddress, check_name
+from .bus import DEFAULT_EXCHANGE
+from .url import BadURL, parse_amqp_url
+
+ROUTER = "router"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """
+    One user's permissions on the session's vhost: regular expressions, as
+    RabbitMQ takes them.
+    """
+
+    user: str
+    configure: str
+    write: str
+    read: str
+    topic_write: str
+    topic_read: str
+
+
+def _alternatives(*patterns):
+    return "^(" + "|".join(patterns) + ")$"
+
+
+def participant_grant(session, name, observer=False, exchange=DEFAULT_EXCHANGE):
+    """
+    @return: The L{Grant} of participant C{name}.
+    """
+    me = re.escape(name)
+    queues = rf"ioppy\.agent\.{me}(\.[0-9a-f]+)?"
+    resources = _alternatives(queues, re.escape(exchange))
+    packets = r"fromAgent\.[^.]+\.ip\.tun\.packet\." + (
+        r"(to\.[^.]+|all)" if observer else rf"(to\.{me}|all)")
+    return Grant(
+        user=f"{session}.{name}",
+        configure=_alternatives(queues),
+        write=resources,
+        read=resources,
+        topic_write=_alternatives(rf"fromAgent\.{me}\..+",
+                                  r"testingtool\.component\.(ready|shutdown)"),
+        topic_read=_alternatives(rf"toAgent\.{me}\..+", r"testingtool\.component\.ready",
+                                 packets))
+
+
+def router_grant(session, exchange=DEFAULT_EXCHANGE):
+    """
+    @return: The L{Grant} of the session's router.
+    """
+    resources = _alternatives(r"ioppy\.router", re.escape(exchange))
+    return Grant(user=f"{session}.{ROUTER}", configure=r"^ioppy\.router$", write=resources,
+                 read=resources,
+                 topic_write=_alternatives(r"toAgent\..+", r"testingtool\.component\.ready"),
+                 topic_read=".*")
+
+
+def grants(session, participants, observers=(), exchange=DEFAULT_EXCHANGE):
+    """
+    @return: C{(name, Grant)} for the router and each participant.
+    """
+    out = [(ROUTER, router_grant(session, exchange))]
+    out += [(name, participant_grant(session, name, name in observers, exchange))
+            for name in participants]
+    return out
+
+
+def url_for(broker, user, password, vhost):
+    """
+    @param broker: A L{BrokerURL} saying where the broker is.
+    @return: The URL user C{user} connects with.
+    """
+    host = f"[{broker.host}]" if ":" in broker.host else broker.host
+    scheme = "amqps" if broker.tls else "amqp"
+    return (f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}@{host}:"
+            f"{broker.port}/{quote(vhost, safe='')}")
+
+
+class CommandFailed(Exception):
+    """
+    C{rabbitmqctl} failed; the message holds what it said.
+    """
+
+
+class Rabbitmqctl:
+    """
+    Runs C{rabbitmqctl} against one node.
+    """
+
+    def __init__(self, node=None, run=subprocess.run):
+        self._node = ("-n", node) if node else ()
+        self._run = run
+
+    def __call__(self, *args, stdin=None):
+        """
+        @return: What it printed.
+        @raise CommandFailed: if it exits with an error.
+        """
+        try:
+            done = self._run(["rabbitmqctl", "-q", *self._node, *args], input=stdin,
+                             capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise CommandFailed(f"rabbitmqctl {args[0]}: {e}") from None
+        if done.returncode != 0:
+            said = (done.stderr or done.stdout).strip().splitlines()
+            raise CommandFailed(f"rabbitmqctl {args[0]} failed: "
+                                f"{said[-1] if said else done.returncode}")
+        return done.stdout
+
+
+def create(ctl, session, participants, observers, broker, out_dir, exchange=DEFAULT_EXCHANGE,
+           password=lambda: secrets.token_urlsafe(24)):
+    """
+    Make the session: vhost, users, permissions, and one URL file per user
+    in C{out_dir}.
+
+    @return: C{(name, path)} of each URL file written.
+    """
+    existing = ctl("list_vhosts", "name").split()
+    if session in existing:
+        raise CommandFailed(f"vhost {session!r} exists already; delete the session first "
+                            f"(ioppy-session delete {session}) or choose another name")
+    os.makedirs(out_dir, mode=0o700, exist_ok=True)
+    ctl("add_vhost", session)
+    written = []
+    for name, grant in grants(session, participants, observers, exchange):
+        secret = password()
+        ctl("add_user", grant.user, stdin=secret)
+        ctl("set_permissions", "-p", session, grant.user, grant.configure, grant.write,
+            grant.read)
+        ctl("set_topic_permissions", "-p", session, grant.user, exchange, grant.topic_write,
+            grant.topic_read)
+        path = os.path.join(out_dir, f"{name}.url")
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as f:
+            f.write(url_for(broker, grant.user, secret, session) + "\n")
+        written.append((name, path))
+    return written
+
+
+def delete(ctl, session):
+    """
+    Remove the session's users and its vhost.
+
+    @return: The users removed.
+    """
+    prefix = session + "."
+    users = [line.split("\t")[0] for line in ctl("list_users").splitlines()]
+    removed = [u for u in users if u.startswith(prefix)]
+    for user in removed:
+        ctl("delete_user", user)
+    if session in ctl("list_vhosts", "name").split():
+        ctl("delete_vhost", session)
+    return removed
+
+
+def _name(text):
+    try:
+        return check_name(text)
+    except BadAddress as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _broker(text):
+    try:
+        url = parse_amqp_url(text)
+    except BadURL as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if "@" in text:
+        raise argparse.ArgumentTypeError("give the broker without user or password "
+                                         "(amqp://host[:port]); each user gets its own")
+    return url
+
+
+def parser():
+    top = argparse.ArgumentParser(
+        prog="ioppy-session",
+        description="Make or remove a session on the broker: a vhost, and credentials "
+                    "for the router and each participant that allow only what each needs.")
+    top.add_argument("--node", default=None,
+                     help="the RabbitMQ node to run rabbitmqctl against (default: the "
+                          "local node)")
+    commands = top.add_subparsers(dest="command", required=True)
+    make = commands.add_parser("create", help="make the session and write the URL files")
+    make.add_argument("session", type=_name, help="the session's name, also its vhost")
+    make.add_argument("--participant", "-p", type=_name, action="append", default=[],
+                      dest="participants", help="an agent name; once per participant")
+    make.add_argument("--observer", type=_name, action="append", default=[],
+                      help="an agent that sees every packet (agent_TT); also a participant")
+    make.add_argument("--broker", type=_broker, required=True,
+                      help="where participants reach the broker: amqp://host[:port] or "
+                           "amqps://host[:port]")
+    make.add_argument("--exchange", default=DEFAULT_EXCHANGE, help="the topic exchange")
+    make.add_argument("--out", default=None,
+                      help="directory for the URL files (default: ./<session>)")
+    remove = commands.add_parser("delete", help="remove the session's users and vhost")
+    remove.add_argument("session", type=_name)
+    return top
+
+
+def main(argv=None, ctl=None, out=sys.stdout):
+    args = parser().parse_args(argv)
+    ctl = ctl if ctl is not None else Rabbitmqctl(args.node)
+    try:
+        if args.command == "delete":
+            removed = delete(ctl, args.session)
+            print(f"removed session {args.session}: vhost and {len(removed)} users", file=out)
+            return 0
+        names = list(dict.fromkeys(args.participants + args.observer))
+        if not names:
+            raise CommandFailed("name at least one --participant")
+        out_dir = args.out or args.session
+        written = create(ctl, args.session, names, set(args.observer), args.broker, out_dir,
+                         args.exchange)
+    except CommandFailed as e:
+        print(f"ioppy-session: {e}", file=sys.stderr)
+        return 1
+    print(f"session {args.session}: vhost {args.session} on {args.broker.host}; hand over "
+          "each file to its participant only:", file=out)
+    for name, path in written:
+        if name == ROUTER:
+            how = f"twistd -n ioppy-router --url-file {os.path.basename(path)}"
+        else:
+            how = f"sudo twistd -n ioppy-agent --url-file {os.path.basename(path)} --name {name}"
+        print(f"  {name}: {path}  ({how})", file=out)
+    return 0
+
+
+def console():
+    """
+    The C{ioppy-session} console script.
+    """
+    sys.exit(main())

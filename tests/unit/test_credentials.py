@@ -1,0 +1,218 @@
+"""
+Tests for L{ioppy_agent.credentials}: the permissions each user of a
+session gets, and the C{ioppy-session} command on a fake C{rabbitmqctl}.
+"""
+
+import io
+import os
+import re
+import stat
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from ioppy_agent import credentials, wire
+from ioppy_agent.url import parse_amqp_url
+
+
+def allows(pattern, text):
+    """
+    Whether RabbitMQ would let C{text} through C{pattern} (it searches with
+    the regular expression, as C{re.search} does; the patterns are anchored).
+    """
+    return re.search(pattern, text) is not None
+
+
+class FakeCtl:
+    """
+    Records the C{rabbitmqctl} commands, and answers the listings.
+    """
+
+    def __init__(self, vhosts=("/",), users=("guest\t[administrator]",)):
+        self.calls = []
+        self.vhosts = list(vhosts)
+        self.users = list(users)
+
+    def __call__(self, *args, stdin=None):
+        self.calls.append((args, stdin))
+        if args[0] == "list_vhosts":
+            return "\n".join(["name", *self.vhosts]) + "\n"
+        if args[0] == "list_users":
+            return "\n".join(["user\ttags", *self.users]) + "\n"
+        if args[0] == "add_vhost":
+            self.vhosts.append(args[1])
+        if args[0] == "add_user":
+            self.users.append(f"{args[1]}\t[]")
+        return ""
+
+
+class GrantTests(SynchronousTestCase):
+    """
+    Each participant may publish and bind only what it needs.
+    """
+
+    def setUp(self):
+        self.agent1 = credentials.participant_grant("s42", "agent_1")
+
+    def test_publish(self):
+        """
+        agent_1 may publish its own keys and the component announcements,
+        not another agent's keys nor the router's.
+        """
+        topic = self.agent1.topic_write
+        for key in (wire.packet_from("agent_1"), wire.packet_direct("agent_1", "agent_2"),
+                    wire.packet_group("agent_1"), wire.tun_started("agent_1"),
+                    wire.tun_bound("agent_1"), wire.COMPONENT_READY, wire.COMPONENT_SHUTDOWN):
+            self.assertTrue(allows(topic, key), key)
+        for key in (wire.packet_from("agent_2"), wire.packet_direct("agent_2", "agent_1"),
+                    wire.tun_started("agent_10"), wire.packet_to("agent_2"),
+                    wire.routes_key("agent_2"), wire.LOSSY_LINK_START, "fromAgent.agent_1"):
+            self.assertFalse(allows(topic, key), key)
+
+    def test_bind(self):
+        """
+        agent_1 may bind what is addressed to it, not what is addressed to
+        agent_2 nor every packet.
+        """
+        topic = self.agent1.topic_read
+        for key in (wire.packet_to("agent_1"), wire.tun_start("agent_1"),
+                    wire.routes_key("agent_1"), wire.COMPONENT_READY,
+                    wire.direct_binding("*", "agent_1"), wire.direct_binding("agent_2", "agent_1"),
+                    wire.group_binding("*"), wire.group_binding("agent_2")):
+            self.assertTrue(allows(topic, key), key)
+        for key in (wire.packet_to("agent_2"), wire.direct_binding("*", "agent_2"),
+                    wire.direct_binding("*", "*"), wire.direct_binding("*", "agent_10"),
+                    "fromAgent.#", "#", wire.routes_key("agent_2")):
+            self.assertFalse(allows(topic, key), key)
+
+    def test_observer_binds_every_packet(self):
+        """
+        An observer may bind every packet key, still not others' control keys.
+        """
+        topic = credentials.participant_grant("s42", "agent_TT", observer=True).topic_read
+        self.assertTrue(allows(topic, wire.direct_binding("*", "*")))
+        self.assertFalse(allows(topic, wire.routes_key("agent_1")))
+        self.assertFalse(allows(topic, "#"))
+
+    def test_queues(self):
+        """
+        agent_1 may declare, bind and consume only its own queues (the usual
+        one and a run's own), and use the exchange.
+        """
+        grant = self.agent1
+        for queue in ("ioppy.agent.agent_1", "ioppy.agent.agent_1.9f2a01bc"):
+            for pattern in (grant.configure, grant.write, grant.read):
+                self.assertTrue(allows(pattern, queue), (pattern, queue))
+        for queue in ("ioppy.agent.agent_2", "ioppy.agent.agent_10", "ioppy.router",
+                      "ioppy.agent.agent_1.x.y"):
+            for pattern in (grant.configure, grant.write, grant.read):
+                self.assertFalse(allows(pattern, queue), (pattern, queue))
+        self.assertTrue(allows(grant.write, "amq.topic"))
+        self.assertFalse(allows(grant.configure, "amq.topic"))
+
+    def test_router(self):
+        """
+        The router publishes to agents and announces itself, and binds
+        anything; it cannot publish as an agent.
+        """
+        grant = credentials.router_grant("s42")
+        self.assertEqual(grant.user, "s42.router")
+        self.assertTrue(allows(grant.topic_write, wire.packet_to("agent_1")))
+        self.assertTrue(allows(grant.topic_write, wire.routes_key("agent_1")))
+        self.assertTrue(allows(grant.topic_write, wire.COMPONENT_READY))
+        self.assertFalse(allows(grant.topic_write, wire.packet_from("agent_1")))
+        self.assertTrue(allows(grant.configure, "ioppy.router"))
+        self.assertFalse(allows(grant.configure, "ioppy.agent.agent_1"))
+
+
+class CommandTests(SynchronousTestCase):
+    """
+    C{ioppy-session create} and C{delete}, on a fake C{rabbitmqctl}.
+    """
+
+    def setUp(self):
+        self.ctl = FakeCtl()
+        self.out = os.path.abspath(self.mktemp())
+
+    def create(self, *args):
+        said = io.StringIO()
+        code = credentials.main(["create", "s42", "--broker", "amqp://broker.example.org",
+                                 "--out", self.out, *args], ctl=self.ctl, out=said)
+        return code, said.getvalue()
+
+    def test_create(self):
+        """
+        The vhost, the router's user and one user per participant are made
+        with their permissions; passwords go on standard input only; each
+        URL file (mode 0600) holds that user's URL, and the output says
+        which file goes to whom.
+        """
+        code, said = self.create("-p", "agent_1", "-p", "agent_2")
+        self.assertEqual(code, 0)
+        commands = [args for args, _ in self.ctl.calls]
+        self.assertIn(("add_vhost", "s42"), commands)
+        users = [(args[1], stdin) for args, stdin in self.ctl.calls if args[0] == "add_user"]
+        self.assertEqual([u for u, _ in users], ["s42.router", "s42.agent_1", "s42.agent_2"])
+        for args, _ in self.ctl.calls:
+            for _, password in users:
+                self.assertNotIn(password, args)
+        topic = [args for args in commands if args[0] == "set_topic_permissions"]
+        grant = credentials.participant_grant("s42", "agent_1")
+        self.assertIn(("set_topic_permissions", "-p", "s42", "s42.agent_1", "amq.topic",
+                       grant.topic_write, grant.topic_read), topic)
+        passwords = dict(users)
+        for name in ("router", "agent_1", "agent_2"):
+            path = os.path.join(self.out, f"{name}.url")
+            self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+            with open(path) as f:
+                url = parse_amqp_url(f.read().strip())
+            self.assertEqual((url.host, url.port, url.vhost, url.username, url.password),
+                             ("broker.example.org", 5672, "s42", f"s42.{name}",
+                              passwords[f"s42.{name}"]))
+            self.assertIn(f"{name}: {path}", said)
+        self.assertIn("--url-file agent_2.url --name agent_2", said)
+        for password in passwords.values():
+            self.assertNotIn(password, said)
+
+    def test_random_passwords(self):
+        """
+        Every user gets a password of its own, long and random.
+        """
+        self.create("-p", "agent_1", "-p", "agent_2")
+        passwords = [stdin for args, stdin in self.ctl.calls if args[0] == "add_user"]
+        self.assertEqual(len(set(passwords)), 3)
+        self.assertTrue(all(len(p) >= 24 for p in passwords))
+
+    def test_existing_vhost_refused(self):
+        """
+        A session whose vhost exists is not touched: exit 1, nothing made.
+        """
+        self.ctl.vhosts.append("s42")
+        code, _ = self.create("-p", "agent_1")
+        self.assertEqual(code, 1)
+        self.assertEqual([args[0] for args, _ in self.ctl.calls], ["list_vhosts"])
+
+    def test_bad_names_refused(self):
+        """
+        A participant name that cannot be an agent's, or a broker URL with
+        credentials in it, is refused by the option parser.
+        """
+        for args in (["create", "s42", "--broker", "amqp://h", "-p", "agent.1"],
+                     ["create", "s42", "--broker", "amqp://u:pw@h", "-p", "agent_1"],
+                     ["create", "s 42", "--broker", "amqp://h", "-p", "agent_1"]):
+            with self.assertRaises(SystemExit):
+                credentials.main(args, ctl=self.ctl, out=io.StringIO())
+        self.assertEqual(self.ctl.calls, [])
+
+    def test_delete(self):
+        """
+        C{delete} removes the session's users, not others', then the vhost.
+        """
+        self.create("-p", "agent_1")
+        self.ctl.users.append("s420.agent_1\t[]")
+        self.ctl.calls.clear()
+        said = io.StringIO()
+        self.assertEqual(credentials.main(["delete", "s42"], ctl=self.ctl, out=said), 0)
+        deleted = [args[1] for args, _ in self.ctl.calls if args[0] == "delete_user"]
+        self.assertEqual(deleted, ["s42.router", "s42.agent_1"])
+        self.assertIn(("delete_vhost", "s42"), [args for args, _ in self.ctl.calls])
+        self.assertIn("removed session s42: vhost and 2 users", said.getvalue())
