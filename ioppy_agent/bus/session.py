@@ -248,11 +248,15 @@ class BusSession:
         Close in order: cancel the consumers, publish the C{farewell}
         messages, close the channel, then the connection, each with the AMQP
         handshake.  If the broker does not answer within C{timeout} seconds
-        the connection is dropped instead.
+        the connection is dropped instead.  It finishes once the connection
+        is gone, never inside the transport's read callback that brought the
+        broker's last answer: over TLS, a shutdown that goes on from there
+        would tear the TLS connection down under its own feet.
         """
         if self.closed:
             return
-        clock = self.client.clock
+        client = self.client
+        clock = client.clock
         try:
             for tag in self._tags:
                 self.client.consumers.pop(tag, None)
@@ -270,5 +274,10 @@ class BusSession:
                            "dropping the connection", error=e.__class__.__name__)
         finally:
             self.closed = True
-            if self.client.transport is not None:
-                self.client.transport.loseConnection()
+            if client.transport is not None:
+                client.transport.loseConnection()
+        try:
+            yield client.disconnected.wait().addTimeout(timeout, clock)
+        except Exception:
+            if client.transport is not None:
+                client.transport.abortConnection()

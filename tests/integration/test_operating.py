@@ -18,9 +18,10 @@ from twisted.trial.unittest import SkipTest
 from ioppy_agent import wire
 
 from .. import lab
+from ..lab.broker import PrivateNode, TLSListener
 
 from .certs import Authority
-from .harness import Namespace, Program, require
+from .harness import Namespace, Program, VHost, require
 from .test_tunnel import CONNECTED, TunnelTestCase
 
 BIN = os.path.dirname(sys.executable)
@@ -94,27 +95,24 @@ class PrivilegeDropTests(TunnelTestCase):
 
 class TLSTests(TunnelTestCase):
     """
-    amqps:// through a TLS-terminating proxy in front of the broker, with
-    certificates the test makes.
+    amqps:// against a private RabbitMQ node with a real TLS listener (TLS
+    1.3 and 1.2), with certificates the test makes.
     """
 
     def setUp(self):
-        TunnelTestCase.setUp(self)
+        require(self)
         self.dir = os.path.abspath(self.mktemp())
         os.mkdir(self.dir)
         self.ca = Authority(self.dir, "test")
         self.cert, self.key = self.ca.issue("broker", dns_names=["localhost"])
-        self.port = self.proxy()
 
-    def proxy(self, *client_ca):
-        port = lab.free_port()
-        argv, env = lab.tool("tls-proxy", str(port), self.cert, self.key, *client_ca)
-        proxy = Program(self.addCleanup, None, argv=argv, env=env)
-        proxy.wait_for("listening")
-        return port
+    def start_node(self, client_ca=None):
+        self.node = PrivateNode(self.addCleanup,
+                                tls=TLSListener(self.cert, self.key, client_ca))
+        self.vhost = VHost(self.addCleanup, node=self.node)
 
-    def url(self, host="localhost", port=None):
-        return f"amqps://guest:guest@{host}:{port or self.port}/{self.vhost.name}"
+    def url(self, host="localhost"):
+        return self.node.tls_url(self.vhost.name, host=host)
 
     def router_exits(self, *args, code=4):
         router = Program(self.addCleanup, "ioppy-router", *args)
@@ -122,57 +120,66 @@ class TLSTests(TunnelTestCase):
         self.assertEqual(router.text().count("connecting to"), 1, "retried")
         return router.text()
 
+    def assertCleanStop(self, *programs):
+        """
+        SIGTERM makes each program exit 0, and its log holds no traceback.
+        """
+        self.assertStops(*programs)
+        for program in programs:
+            self.assertNotIn("Unhandled Error", program.text())
+            self.assertNotIn("Traceback", program.text())
+
     def test_verified(self):
         """
-        An agent connects with TLS, checking the broker against --tls-ca, and
-        tunnels with a plain agent through a plain router.
+        An agent and the router connect with TLS 1.3, checking the broker
+        against --tls-ca, and tunnel with a plain agent; SIGTERM stops each
+        with status 0 and no traceback.
         """
+        self.start_node()
         ns1, ns2 = Namespace(self.addCleanup), Namespace(self.addCleanup)
-        router = self.router()
-        agent1 = Program(self.addCleanup, "ioppy-agent", "--url", self.url(), "--tls-ca",
-                         self.ca.cert_path, "--name", "agent_1", "--netns", ns1.name)
+        tls = ("--tls-ca", self.ca.cert_path)
+        router = Program(self.addCleanup, "ioppy-router", "--url", self.url(), *tls)
+        router.wait_for(r"router connected to amqps://guest:\*\*\*\*@localhost")
+        agent1 = Program(self.addCleanup, "ioppy-agent", "--url", self.url(), *tls,
+                         "--name", "agent_1", "--netns", ns1.name)
         agent1.wait_for(r"agent agent_1 connected to amqps://guest:\*\*\*\*@localhost")
         agent2 = self.agent("agent_2", ns2)
         self.assertPings(ns1, "10.2.0.2")
-        self.assertStops(agent1, agent2, router)
+        self.assertPings(ns2, "bbbb::1")
+        protocols = self.node.ctl("list_connections", "-p", self.vhost.name, "ssl",
+                                  "ssl_protocol").stdout.split()
+        self.assertEqual(sorted(protocols), ["false", "true", "true", "tlsv1.3", "tlsv1.3"],
+                         protocols)
+        self.assertCleanStop(agent1, agent2, router)
 
-    def test_unknown_ca(self):
+    def test_refused(self):
         """
-        A certificate from a CA that is not trusted stops the program with
-        exit status 4 and the reason; nothing falls back to plain TCP.
+        A certificate from a CA that is not trusted, from the system's CAs
+        only (without --tls-ca), or for another host name stops the program
+        with exit status 4 and the reason; nothing falls back to plain TCP.
         """
+        self.start_node()
         other = Authority(self.dir, "other")
-        log = self.router_exits("--url", self.url(), "--tls-ca", other.cert_path)
-        self.assertIn("certificate verify failed", log)
-
-    def test_system_cas(self):
-        """
-        Without --tls-ca the system's CAs are used, and they do not know the
-        test's CA.
-        """
+        self.assertIn("certificate verify failed",
+                      self.router_exits("--url", self.url(), "--tls-ca", other.cert_path))
         self.assertIn("certificate verify failed", self.router_exits("--url", self.url()))
-
-    def test_wrong_host(self):
-        """
-        A certificate for another host name is refused.
-        """
-        log = self.router_exits("--url", self.url(host="127.0.0.1"), "--tls-ca",
-                                self.ca.cert_path)
-        self.assertIn("not for this host", log)
+        self.assertIn("not for this host",
+                      self.router_exits("--url", self.url(host="127.0.0.1"), "--tls-ca",
+                                        self.ca.cert_path))
 
     def test_client_certificate(self):
         """
         A broker that demands a client certificate accepts --tls-cert and
-        --tls-key, and refuses a client without one.
+        --tls-key, and refuses a client without one with exit status 4.
         """
         clients = Authority(self.dir, "clients")
-        port = self.proxy(clients.cert_path)
+        self.start_node(client_ca=clients.cert_path)
         cert, key = clients.issue("router", client=True)
-        router = Program(self.addCleanup, "ioppy-router", "--url", self.url(port=port),
+        router = Program(self.addCleanup, "ioppy-router", "--url", self.url(),
                          "--tls-ca", self.ca.cert_path, "--tls-cert", cert, "--tls-key", key)
         router.wait_for("router connected to amqps://")
-        self.assertStops(router)
-        self.router_exits("--url", self.url(port=port), "--tls-ca", self.ca.cert_path)
+        self.assertCleanStop(router)
+        self.router_exits("--url", self.url(), "--tls-ca", self.ca.cert_path)
 
 
 class CredentialTests(TunnelTestCase):

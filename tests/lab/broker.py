@@ -7,7 +7,8 @@ It runs the installed RabbitMQ as the C{rabbitmq} user (so it shares the
 machine node's Erlang cookie and C{rabbitmqctl} reaches it), under its own
 node name, AMQP and distribution ports, data, log and pid files, with no
 plugins, listening on 127.0.0.1 only.  It is stopped by the PID the lab
-started, and its directory is removed.
+started, and its directory is removed.  With a L{TLSListener} it listens
+for AMQP over TLS too, as a participant's broker would.
 """
 
 import os
@@ -33,6 +34,39 @@ BUSY_WAIT_SCHEDULERS = ("+sbwt", "very_long", "+sbwtdcpu", "very_long", "+sbwtdi
                         "very_long", "+swt", "very_low")
 
 
+class TLSListener:
+    """
+    What a node's TLS listener presents and asks for: TLS 1.3 and 1.2 only,
+    the server's certificate and key, and the CA that client certificates
+    must come from, if any.
+    """
+
+    def __init__(self, cert, key, client_ca=None):
+        self.cert, self.key, self.client_ca = cert, key, client_ca
+
+    def config(self, directory):
+        """
+        Copy the files into the node's C{directory} (the node runs as
+        C{rabbitmq} and must read them).
+
+        @return: The lines of C{rabbitmq.conf} for them.
+        """
+        def copied(path, name):
+            target = os.path.join(directory, name)
+            shutil.copyfile(path, target)
+            return target
+
+        lines = [f"ssl_options.certfile = {copied(self.cert, 'server.pem')}",
+                 f"ssl_options.keyfile = {copied(self.key, 'server.key')}",
+                 "ssl_options.versions.1 = tlsv1.3", "ssl_options.versions.2 = tlsv1.2"]
+        if self.client_ca is None:
+            return lines + ["ssl_options.verify = verify_none",
+                            "ssl_options.fail_if_no_peer_cert = false"]
+        return lines + [f"ssl_options.cacertfile = {copied(self.client_ca, 'clients.pem')}",
+                        "ssl_options.verify = verify_peer",
+                        "ssl_options.fail_if_no_peer_cert = true"]
+
+
 class PrivateNode:
     """
     A RabbitMQ node the lab started and owns.
@@ -41,20 +75,26 @@ class PrivateNode:
     @ivar port: Its AMQP port on 127.0.0.1.
     """
 
-    def __init__(self, cleanup, erl_args=DEFAULT_SCHEDULERS, timeout=120.0):
+    def __init__(self, cleanup, erl_args=DEFAULT_SCHEDULERS, timeout=120.0, tls=None):
         """
         @param erl_args: Extra Erlang VM flags, after RabbitMQ's own.
+        @param tls: A L{TLSListener} to listen with too, or C{None}.
         """
         account = pwd.getpwnam("rabbitmq")
         self.name = f"{unique('rabbit')}@localhost"
         self.port = free_port()
+        self.tls_port = None
         self._dir = tempfile.mkdtemp(prefix=unique("node") + "-")
         cleanup(shutil.rmtree, self._dir, True)
         os.chmod(self._dir, 0o755)
         config = os.path.join(self._dir, "rabbitmq.conf")
+        lines = [f"listeners.tcp.local = 127.0.0.1:{self.port}", "loopback_users.guest = true"]
+        if tls is not None:
+            self.tls_port = free_port()
+            lines += [f"listeners.ssl.local = 127.0.0.1:{self.tls_port}",
+                      *tls.config(self._dir)]
         with open(config, "w", encoding="ascii") as f:
-            f.write(f"listeners.tcp.local = 127.0.0.1:{self.port}\n"
-                    "loopback_users.guest = true\n")
+            f.write("\n".join(lines) + "\n")
         plugins = os.path.join(self._dir, "enabled_plugins")
         with open(plugins, "w", encoding="ascii") as f:
             f.write("[].\n")
@@ -100,6 +140,9 @@ class PrivateNode:
 
     def url(self, vhost="", user="guest", password="guest"):
         return f"amqp://{user}:{password}@127.0.0.1:{self.port}/{vhost}"
+
+    def tls_url(self, vhost="", user="guest", password="guest", host="localhost"):
+        return f"amqps://{user}:{password}@{host}:{self.tls_port}/{vhost}"
 
     def os_pid(self):
         """

@@ -21,6 +21,23 @@ TWISTD = os.path.join(BIN, "twistd")  # the one installed beside this Python
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+# What the log of a program of ours must never hold, whatever a test did to
+# it: Twisted's "Unhandled Error" report and any Python traceback.
+TRACEBACK = re.compile(r"Unhandled Error|Traceback \(most recent call last\)")
+
+
+def check_log(program):
+    """
+    @raise AssertionError: if C{program}'s log holds a traceback, with the
+        log around it.
+    """
+    text = program.text()
+    found = TRACEBACK.search(text)
+    if found is not None:
+        raise AssertionError(f"{program.shown} logged a traceback:\n"
+                             f"{text[max(0, found.start() - 3000):found.start() + 3000]}")
+
+
 def tool(*args):
     """
     @return: The command line of one of the lab's helper commands
@@ -37,6 +54,10 @@ class Program:
 
     @ivar shown: The command as a user would type it (without the lab's
         log and pidfile flags).
+
+    When the cleanups run, a program of ours (a twistd plugin) is killed if
+    it still runs, and then its log is checked: a traceback in it fails the
+    test (L{check_log}).
     """
 
     def __init__(self, cleanup, plugin, *args, netns=None, env=None, log_dir=".",
@@ -64,6 +85,8 @@ class Program:
             self.command, stdout=self._out, stderr=subprocess.STDOUT,
             stdin=subprocess.PIPE if interactive else subprocess.DEVNULL,
             env=dict(os.environ, **(env or {})))
+        if plugin is not None:
+            cleanup(check_log, self)
         cleanup(self.kill)
 
     def send(self, line):
@@ -140,9 +163,11 @@ class Daemon:
         self.status = result.returncode
         self.output = result.stdout + result.stderr
         self.pid = None
+        self.shown = " ".join(["twistd", *twistd_args, plugin, *args])
         if self.status == 0:
             with open(self.pidfile, encoding="ascii") as f:
                 self.pid = int(f.read().strip())
+        cleanup(check_log, self)
         cleanup(self.kill)
 
     text = Program.text

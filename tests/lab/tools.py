@@ -8,8 +8,6 @@ The lab's helper commands, each run as a process of its own
   - C{broker-latency URL COUNT INTERVAL}: the time one small message takes
     from a publisher to a consumer through the broker, sent INTERVAL
     seconds apart;
-  - C{tls-proxy PORT CERT KEY [CLIENT_CA]}: terminate TLS on loopback and
-    forward to the broker;
   - C{hold-proxy PORT FLAG}: forward to the broker, swallowing every byte
     while the file FLAG exists (a dead network path);
   - C{hostile-broker ...}: see L{tests.lab.hostile};
@@ -186,30 +184,6 @@ def _broker_latency_main(reactor, url, count, interval):
     return go()
 
 
-def _tls_proxy_main(reactor, port, cert, key, client_ca=None):
-    """
-    Terminate TLS on 127.0.0.1:C{port} and forward to the broker; with
-    C{client_ca}, demand a client certificate signed by it.
-    """
-    from twisted.internet import defer, endpoints, ssl
-    from twisted.protocols.portforward import ProxyFactory
-
-    with open(cert, "rb") as c, open(key, "rb") as k:
-        certificate = ssl.PrivateCertificate.loadPEM(c.read() + k.read())
-    kwargs = {}
-    if client_ca:
-        with open(client_ca, "rb") as f:
-            kwargs = dict(verify=True, requireCertificate=True,
-                          caCerts=[ssl.Certificate.loadPEM(f.read()).original])
-    options = ssl.CertificateOptions(privateKey=certificate.privateKey.original,
-                                     certificate=certificate.original, **kwargs)
-    endpoint = endpoints.SSL4ServerEndpoint(reactor, int(port), options,
-                                            interface="127.0.0.1")
-    d = endpoint.listen(ProxyFactory(*BROKER))
-    d.addCallback(lambda _: print("listening", flush=True))
-    return d.addCallback(lambda _: defer.Deferred())
-
-
 def _hold_proxy_main(reactor, port, flag):
     """
     Forward 127.0.0.1:C{port} to the broker, except that while the file
@@ -256,7 +230,7 @@ def _peer(name):
 
 COMMANDS = {"publish": _publish_main, "broker-rate": _broker_rate_main,
             "broker-latency": _broker_latency_main,
-            "tls-proxy": _tls_proxy_main, "hold-proxy": _hold_proxy_main,
+            "hold-proxy": _hold_proxy_main,
             "hostile-broker": _hostile_main, "sniff": _peer("sniff"),
             "original-agent": _peer("original_agent"),
             "ioppytest-router": _peer("ioppytest_router")}
