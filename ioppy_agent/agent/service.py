@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from .. import netlink
 from ..actions import Drop, Publish, Readdress, Refuse, Reroute, WriteToTun
 from ..addressing import TunAddresses
-from ..bus import BusConfig, BusConnector, QueueLocked
+from ..bus import BusConfig, BusConnector, QueueHeld, QueueLocked
 from ..pcap import PcapError, PcapWriter
 from ..service import BusService, CannotStart
 from ..stats import ReportConfig, status_of, summary_line
@@ -24,6 +24,9 @@ from ..tun import TunError, TunPort
 from .core import AgentCore
 from .interface import Interface
 
+# Seconds before connecting again when the agent's own queue is still held
+# by its last connection.
+HELD_RETRY = 0.5
 
 @dataclass(frozen=True)
 class AgentConfig:
@@ -78,6 +81,7 @@ class AgentService(BusService):
         self.pcap = None
         self.queue = self.core.queue
         self._had_session = False
+        self._queue_held = False
         self._run = os.urandom(4).hex()
 
     @property
@@ -114,7 +118,8 @@ class AgentService(BusService):
         Declare and bind the agent's queue, consume it, and announce the agent.
         """
         url = self.connector.url
-        self.queue = self.core.queue
+        own = f"{self.core.queue}.{self._run}"
+        self.queue = own if self._queue_held else self.core.queue
         d = session.declare_queue(self.queue, self.core.bindings())
 
         def locked(reason):
@@ -126,12 +131,14 @@ class AgentService(BusService):
             # This agent had the queue: its last connection still holds it,
             # on a broker node that hangs (a cluster keeps such a node's
             # exclusive queues locked until it gives the node up, a minute or
-            # more).  Carry on with a queue of this run's own.
-            self.queue = f"{self.core.queue}.{self._run}"
+            # more).  The refusal closed the channel: carry on, on a new
+            # connection, with a queue of this run's own.
+            self._queue_held = True
             self._log.warn("queue {old} is still held by this agent's last connection "
-                           "(on a broker node that does not answer); using {new} for "
-                           "this connection", old=self.core.queue, new=self.queue)
-            return session.declare_queue(self.queue, self.core.bindings())
+                           "(on a broker node that does not answer); connecting again "
+                           "with {new}", old=self.core.queue, new=own)
+            raise QueueHeld(f"queue {self.core.queue!r} is held by this agent's last "
+                            "connection", HELD_RETRY)
 
         def consume(_):
             return session.consume(self.queue, self._from_bus, self._oversize)
@@ -146,6 +153,7 @@ class AgentService(BusService):
                            name=self.config.name, url=url.masked(),
                            exchange=self.config.bus.exchange)
             self._had_session = True
+            self._queue_held = False
 
         return d.addErrback(locked).addCallback(consume).addCallback(announce)
 

@@ -25,6 +25,9 @@ DEFAULT_QUEUE_LIMIT = 1000
 # hundred full-size packets as JSON, so bursts pass but a stalled broker
 # cannot make the process hoard memory.
 SEND_BUFFER = 512 * 1024
+# Seconds the orderly close waits for the connection to be gone, after the
+# broker's close-ok, before it aborts it.
+CLOSED_WAIT = 0.25
 
 
 def reply_of(error):
@@ -277,7 +280,9 @@ class BusSession:
             if client.transport is not None:
                 client.transport.loseConnection()
         try:
-            yield client.disconnected.wait().addTimeout(timeout, clock)
-        except Exception:
+            yield client.disconnected.wait().addTimeout(min(timeout, CLOSED_WAIT), clock)
+        except defer.TimeoutError:
+            # Over TLS, RabbitMQ does not answer our close_notify: after the
+            # AMQP close there is nothing left to lose.
             if client.transport is not None:
                 client.transport.abortConnection()

@@ -11,6 +11,7 @@ started, and its directory is removed.  With a L{TLSListener} it listens
 for AMQP over TLS too, as a participant's broker would.
 """
 
+import json
 import os
 import pwd
 import shutil
@@ -75,10 +76,14 @@ class PrivateNode:
     @ivar port: Its AMQP port on 127.0.0.1.
     """
 
-    def __init__(self, cleanup, erl_args=DEFAULT_SCHEDULERS, timeout=120.0, tls=None):
+    def __init__(self, cleanup, erl_args=DEFAULT_SCHEDULERS, timeout=120.0, tls=None,
+                 wait=True, net_ticktime=None):
         """
         @param erl_args: Extra Erlang VM flags, after RabbitMQ's own.
         @param tls: A L{TLSListener} to listen with too, or C{None}.
+        @param wait: Wait for the node to boot (else call L{wait_started}).
+        @param net_ticktime: Seconds of silence after which the node takes
+            another node of its cluster for down (RabbitMQ's default: 60).
         """
         account = pwd.getpwnam("rabbitmq")
         self.name = f"{unique('rabbit')}@localhost"
@@ -89,6 +94,8 @@ class PrivateNode:
         os.chmod(self._dir, 0o755)
         config = os.path.join(self._dir, "rabbitmq.conf")
         lines = [f"listeners.tcp.local = 127.0.0.1:{self.port}", "loopback_users.guest = true"]
+        if net_ticktime is not None:
+            lines.append(f"net_ticktime = {net_ticktime}")
         if tls is not None:
             self.tls_port = free_port()
             lines += [f"listeners.ssl.local = 127.0.0.1:{self.tls_port}",
@@ -123,14 +130,25 @@ class PrivateNode:
             prefix=["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}",
                     "--init-groups"],
             argv=[SERVER])
-        deadline = time.monotonic() + timeout
+        self.beam_pid = None
+        self._timeout = timeout
+        cleanup(self.stop)
+        if wait:
+            self.wait_started()
+
+    def wait_started(self):
+        """
+        Wait (at most the constructor's C{timeout}) until the node runs.
+
+        @raise AssertionError: with the node's output, if it does not boot.
+        """
+        deadline = time.monotonic() + self._timeout
         while self.ctl("await_startup", check=False, timeout=30).returncode != 0:
             if self.program.process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"private RabbitMQ node {self.name} did not start:\n"
                                      f"{self.program.text()}")
             time.sleep(1)
         self.beam_pid = self.os_pid()
-        cleanup(self.stop)
 
     def ctl(self, *args, check=True, timeout=60):
         """
@@ -150,20 +168,80 @@ class PrivateNode:
         """
         return int(self.ctl("eval", "list_to_integer(os:getpid()).").stdout.strip())
 
+    def signal(self, number):
+        """
+        Send signal C{number} to the node's Erlang VM: C{SIGKILL} kills the
+        node hard, C{SIGSTOP} makes it hang without dying, C{SIGCONT} lets
+        it go on.
+        """
+        if self.beam_pid is not None and os.path.exists(f"/proc/{self.beam_pid}"):
+            os.kill(self.beam_pid, number)
+
     def stop(self):
         """
         Stop the node: SIGTERM to the process the lab started, which stops
-        RabbitMQ in order; SIGKILL to it and its Erlang VM after 60 s.
+        RabbitMQ in order; SIGKILL to it and its Erlang VM after 60 s.  A
+        node made to hang is let go on first.
         """
         process = self.program.process
+        self.signal(signal.SIGCONT)
         if process.poll() is None:
             process.terminate()
             try:
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                if os.path.exists(f"/proc/{self.beam_pid}"):
-                    os.kill(self.beam_pid, signal.SIGKILL)
+                self.signal(signal.SIGKILL)
                 self.program.kill()
+
+
+# The lab's clusters give up a hung node after 8 s instead of RabbitMQ's 60.
+NET_TICKTIME = 8
+
+
+class Cluster:
+    """
+    A RabbitMQ cluster of L{PrivateNode}s the lab started, joined to the
+    first, each with its own node name, ports, data and log directories.
+
+    @ivar nodes: The L{PrivateNode}s, the first being the one the others
+        joined.
+    """
+
+    def __init__(self, cleanup, size=3, timeout=180.0, net_ticktime=NET_TICKTIME):
+        """
+        @param net_ticktime: Seconds after which the nodes give up a node
+            that hangs; until then the whole cluster waits for it before it
+            declares a queue.
+        """
+        self.nodes = [PrivateNode(cleanup, timeout=timeout, wait=False,
+                                  net_ticktime=net_ticktime) for _ in range(size)]
+        for node in self.nodes:
+            node.wait_started()
+        first = self.nodes[0]
+        for node in self.nodes[1:]:
+            node.ctl("stop_app", timeout=120)
+            node.ctl("join_cluster", first.name, timeout=120)
+            node.ctl("start_app", timeout=120)
+            node.ctl("await_startup", timeout=120)
+        running = self.running()
+        if len(running) != size:
+            raise AssertionError(f"the cluster runs {running}, not {size} nodes")
+
+    def running(self, via=None):
+        """
+        @return: The names of the nodes running in the cluster, as node
+            C{via} (the first, by default) sees them.
+        """
+        node = via if via is not None else self.nodes[0]
+        status = json.loads(node.ctl("cluster_status", "--formatter", "json").stdout)
+        return sorted(status["running_nodes"])
+
+    def urls(self, vhost, order):
+        """
+        @return: C{--url} arguments for the nodes of C{order} (indexes), in
+            that order.
+        """
+        return [arg for i in order for arg in ("--url", self.nodes[i].url(vhost))]
 
 
 def machine_broker_pid():

@@ -3,6 +3,8 @@ The lab's helper commands, each run as a process of its own
 (C{python -m tests.lab.tools COMMAND ...}, see L{tests.lab.programs.tool}):
 
   - C{publish URL KEY BODY [EXCHANGE]}: publish one message and close;
+  - C{try-as URL publish KEY} or C{try-as URL bind QUEUE KEY}: whether the
+    broker lets those credentials publish or bind that key;
   - C{broker-rate URL SIZE WIRE SECONDS}: the broker's own message rate,
     one publisher to one consumer, with bodies shaped like packets;
   - C{broker-latency URL COUNT INTERVAL}: the time one small message takes
@@ -87,6 +89,46 @@ def _publish_main(reactor, url, routing_key, body, exchange="amq.topic"):
         session = yield _connect(reactor, parse_amqp_url(url), exchange, "ioppy-lab")
         session.publish(routing_key, body.encode("utf-8"), "application/json")
         yield session.close()
+
+    return go()
+
+
+def try_as(url, action, *args):
+    """
+    Try, with the credentials in C{url}, to publish on a key
+    (C{"publish", KEY}) or to declare a queue and bind it
+    (C{"bind", QUEUE, KEY}), in a separate process.
+
+    @return: C{"accepted"}, or C{"refused: <the broker's reason>"}.
+    """
+    return _tool("try-as", url, action, *args, timeout=30).strip()
+
+
+def _try_as_main(reactor, url, action, *args):
+    from twisted.internet import defer
+    from txamqp.client import Closed
+
+    from ioppy_agent.bus.session import reply_of
+    from ioppy_agent.url import parse_amqp_url
+
+    @defer.inlineCallbacks
+    def go():
+        session = yield _connect(reactor, parse_amqp_url(url), "amq.topic", "ioppy-lab")
+        try:
+            if action == "publish":
+                session.publish(args[0], b"{}", "application/json")
+                # A round trip after it: a refused publish closes the channel
+                # before the answer comes.
+                yield session.channel.exchange_declare(exchange="amq.topic", passive=True)
+            else:
+                yield session.declare_queue(args[0], [args[1]])
+        except Closed as e:
+            print(f"refused: {reply_of(e)[1]}", flush=True)
+        else:
+            print("accepted", flush=True)
+            yield session.close()
+        if session.client.transport is not None:
+            session.client.transport.loseConnection()
 
     return go()
 
@@ -228,7 +270,7 @@ def _peer(name):
     return main
 
 
-COMMANDS = {"publish": _publish_main, "broker-rate": _broker_rate_main,
+COMMANDS = {"publish": _publish_main, "try-as": _try_as_main, "broker-rate": _broker_rate_main,
             "broker-latency": _broker_latency_main,
             "hold-proxy": _hold_proxy_main,
             "hostile-broker": _hostile_main, "sniff": _peer("sniff"),

@@ -15,7 +15,8 @@ from txamqp.message import Message as AMQPMessage
 from ioppy_agent import wire
 from ioppy_agent.addressing import default_addresses
 from ioppy_agent.agent import AgentConfig, AgentService, Interface
-from ioppy_agent.bus import BusConfig, State
+from ioppy_agent.agent.service import HELD_RETRY
+from ioppy_agent.bus import BusConfig, QueueHeld, State
 from ioppy_agent.bus.protocol import load_spec
 from ioppy_agent.netlink import NetlinkFailure
 from ioppy_agent.testing import (MemoryLinks, MemoryTunDevice, RecordingConnector,
@@ -243,26 +244,30 @@ class BusTests(AgentTestCase):
         """
         An agent that had a session, and finds its queue locked on a new
         connection (its old connection's node hangs), does not take that for
-        a rival: it keeps running on a queue of its own run, with the same
-        bindings, and binds new routes there; the next connection tries the
-        usual queue first again.
+        a rival: it says so, connects again soon (the refusal closed the
+        channel) and carries on with a queue of this run's own, with the
+        same bindings; after that session, the usual queue is tried first
+        again.
         """
         self.start()
         self.connector.connect(RecordingSession())
         held = RecordingSession()
         held.locked = {"ioppy.agent.agent_1"}
         with capturedLogs() as events:
-            self.connector.connect(held)
+            failure = self.failureResultOf(self.connector.connect(held), QueueHeld)
+        self.assertEqual(failure.value.retry_after, HELD_RETRY)
         self.assertEqual(self.process.failures, [])
-        (queue,) = held.queues
+        said = [formatEvent(e) for e in events]
+        self.assertTrue(any(s.startswith("queue ioppy.agent.agent_1 is still held by this "
+                                          "agent's last connection") for s in said), said)
+        own = RecordingSession()
+        own.locked = {"ioppy.agent.agent_1"}
+        self.successResultOf(self.connector.connect(own))
+        (queue,) = own.queues
         self.assertTrue(queue.startswith("ioppy.agent.agent_1."), queue)
-        self.assertEqual(held.queues[queue], list(self.agent.core.bindings()))
-        self.assertIn(queue, held.consumers)
-        self.assertIn("queue ioppy.agent.agent_1 is still held by this agent's last "
-                      f"connection (on a broker node that does not answer); using {queue} "
-                      "for this connection",
-                      [formatEvent(e) for e in events])
-        self.assertIs(self.connector.state, State.CONNECTED)
+        self.assertEqual(own.queues[queue], list(self.agent.core.bindings()))
+        self.assertIn(queue, own.consumers)
+        self.assertEqual(self.agent.queue, queue)
         free = RecordingSession()
         self.connector.connect(free)
         self.assertEqual(list(free.queues), ["ioppy.agent.agent_1"])

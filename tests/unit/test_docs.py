@@ -52,6 +52,20 @@ def documented(heading):
     return names
 
 
+def session_options():
+    """
+    @return: The options of C{ioppy-session} and its commands.
+    """
+    from ioppy_agent.credentials import parser
+    top = parser()
+    names = {o for a in top._actions for o in a.option_strings}
+    for action in top._actions:
+        for command in getattr(action, "choices", None) or {}:
+            sub = action.choices[command]
+            names |= {o for a in sub._actions for o in a.option_strings}
+    return {n for n in names if n.startswith("--")}
+
+
 def scripts_options():
     """
     @return: The options the bench scripts take.
@@ -94,7 +108,7 @@ class OptionDocsTests(SynchronousTestCase):
         """
         known = (options_of(AgentOptions) | options_of(RouterOptions)
                  | options_of(ConnectOptions) | options_of(ServerOptions)
-                 | scripts_options() | BUILT_IN | ELSEWHERE)
+                 | scripts_options() | session_options() | BUILT_IN | ELSEWHERE)
         for path in (README, OPERATING, ARCHITECTURE):
             mentioned = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]+)(?![A-Za-z.])",
                                        read(path)))

@@ -1,0 +1,98 @@
+"""
+Per-participant credentials on the real broker: C{ioppy-session create}
+makes a session, the tunnel works with the URL files it writes, and with
+agent_1's credentials the broker refuses what only agent_2 may do.
+"""
+
+import os
+import subprocess
+import sys
+
+from ioppy_agent.url import parse_amqp_url
+
+from .. import lab
+
+from .harness import Namespace, Program, require
+from .test_tunnel import CONNECTED, TunnelTestCase
+
+SESSION_COMMAND = os.path.join(os.path.dirname(sys.executable), "ioppy-session")
+
+
+class SessionTests(TunnelTestCase):
+    """
+    A session made by C{ioppy-session} on the machine's broker.
+    """
+
+    def setUp(self):
+        require(self)
+        self.session = lab.unique("session")
+        self.dir = os.path.abspath(self.mktemp())
+        made = self.session_command("create", self.session, "--broker", "amqp://127.0.0.1",
+                                    "-p", "agent_1", "-p", "agent_2", "--out", self.dir)
+        self.addCleanup(self.session_command, "delete", self.session)
+        self.made = made.stdout
+        with open(os.path.join(self.dir, "agent_1.url")) as f:
+            self.agent1_url = f.read().strip()
+
+    def session_command(self, *args):
+        done = subprocess.run([SESSION_COMMAND, *args], capture_output=True, text=True,
+                              timeout=300)
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        return done
+
+    def file(self, name):
+        return os.path.join(self.dir, f"{name}.url")
+
+    def test_tunnel_and_refusals(self):
+        """
+        With the URL files the tunnel works; with agent_1's credentials,
+        publishing as agent_2 and binding agent_2's keys are refused, and an
+        agent started with them under agent_2's name exits 3 with the
+        broker's reason instead of retrying; no password is printed or
+        logged.
+        """
+        self.assertIn(f"agent_1: {self.file('agent_1')}", self.made)
+        ns1, ns2, ns3 = (Namespace(self.addCleanup) for _ in range(3))
+        router = Program(self.addCleanup, "ioppy-router", "--url-file", self.file("router"))
+        router.wait_for("router connected to")
+        agents = [Program(self.addCleanup, "ioppy-agent", "--url-file", self.file(name),
+                          "--name", name, "--netns", ns.name)
+                  for name, ns in (("agent_1", ns1), ("agent_2", ns2))]
+        for agent in agents:
+            agent.wait_for(CONNECTED)
+            agent.wait_for(r"routes from the router: 1 destinations \(1 direct\)")
+        self.assertPings(ns1, "10.2.0.2")
+        self.assertPings(ns2, "bbbb::1")
+
+        refusals = {
+            "publish as agent_2": lab.try_as(self.agent1_url, "publish",
+                                             "fromAgent.agent_2.ip.tun.packet.raw"),
+            "publish to agent_2": lab.try_as(self.agent1_url, "publish",
+                                             "toAgent.agent_2.ip.tun.packet.raw"),
+            "bind agent_2's packets": lab.try_as(self.agent1_url, "bind",
+                                                 "ioppy.agent.agent_1.0a",
+                                                 "fromAgent.*.ip.tun.packet.to.agent_2"),
+            "bind every packet": lab.try_as(self.agent1_url, "bind", "ioppy.agent.agent_1.0b",
+                                            "fromAgent.#"),
+            "agent_2's queue": lab.try_as(self.agent1_url, "bind", "ioppy.agent.agent_2",
+                                          "toAgent.agent_2.ip.tun.packet.raw"),
+        }
+        for what, said in refusals.items():
+            print(f"\n  {what}: {said}", flush=True)
+            self.assertTrue(said.startswith("refused: ACCESS_REFUSED"), (what, said))
+        self.assertEqual(lab.try_as(self.agent1_url, "publish",
+                                    "fromAgent.agent_1.ip.tun.packet.raw"), "accepted")
+
+        impostor = Program(self.addCleanup, "ioppy-agent", "--url-file", self.file("agent_1"),
+                           "--name", "agent_2", "--netns", ns3.name)
+        self.assertEqual(impostor.wait(timeout=30), 3, impostor.text())
+        said = [line for line in impostor.text().splitlines() if "ACCESS_REFUSED" in line]
+        print(f"\n  impostor (exit 3): {said[0] if said else impostor.text()}", flush=True)
+        self.assertIn("ACCESS_REFUSED", impostor.text())
+        self.assertEqual(impostor.text().count("connecting to"), 1, "retried")
+        self.assertPings(ns1, "10.2.0.2")
+        password = parse_amqp_url(self.agent1_url).password
+        for program in (router, *agents, impostor):
+            self.assertNotIn(password, program.text())
+        self.assertNotIn(password, self.made)
+        self.assertStops(*agents, router)
