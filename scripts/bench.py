@@ -34,7 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from tests.lab import (Namespace, Program, Tunnel, broker_rate, cpu_seconds,  # noqa: E402
-                       peak_rss_mb, veth_pair)
+                       peak_rss_mb, veth_pair, write_results)
 from tests.lab.broker import machine_broker_pid  # noqa: E402
 from tests.lab.programs import TWISTD  # noqa: E402
 
@@ -256,12 +256,9 @@ def main():
     for n in ("agent_1", "router", "agent_2", "broker"):
         memory = f", peak RSS {rss[n]:.1f} MB" if n in rss else ""
         say(f"  {n}: {tunnel['cpu ' + n]:.3f}{memory}")
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "bench.md"), "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-    with open(os.path.join(args.out, "bench.json"), "w", encoding="utf-8") as f:
-        json.dump({"wire": args.wire, "direct": tunnel_lab.direct, "twistd": args.twistd,
-                   "results": results, "bus": bus, "rss": rss}, f, indent=1)
+    write_results(args.out, "bench", lines,
+                  {"wire": args.wire, "direct": tunnel_lab.direct, "twistd": args.twistd,
+                   "results": results, "bus": bus, "rss": rss})
     plot(os.path.join(args.out, "bench.png"), args.wire, tunnel, kernel, bus)
     print(f"tables in {os.path.join(args.out, 'bench.md')}")
     shutil.rmtree(work)

@@ -17,7 +17,6 @@ the broker's CPU use, idle and during the pings.
 
 import argparse
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -29,7 +28,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from tests.lab import Tunnel, VHost, cpu_seconds  # noqa: E402
+from tests.lab import Tunnel, VHost, cpu_seconds, write_results  # noqa: E402
 from tests.lab.broker import (BUSY_WAIT_SCHEDULERS, DEFAULT_SCHEDULERS,  # noqa: E402
                               PrivateNode, machine_broker_pid)
 from tests.lab.tools import broker_latency  # noqa: E402
@@ -108,11 +107,7 @@ def main():
     lines.append(f"busy-wait flags: {' '.join(BUSY_WAIT_SCHEDULERS)}")
     print("\n".join(lines), flush=True)
     if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "latency.md"), "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-        with open(os.path.join(args.out, "latency.json"), "w", encoding="utf-8") as f:
-            json.dump(runs, f, indent=1)
+        write_results(args.out, "latency", lines, runs)
     shutil.rmtree(work)
     return 0
 

@@ -15,7 +15,6 @@ compare).
 
 import argparse
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -26,7 +25,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from tests.lab import Tunnel, cpu_seconds  # noqa: E402
+from tests.lab import Tunnel, cpu_seconds, write_results  # noqa: E402
 from tests.lab.broker import machine_broker_pid  # noqa: E402
 from tests.lab.programs import TWISTD  # noqa: E402
 
@@ -94,11 +93,7 @@ def main():
             f"| {r['cpu router']:.3f} | {r['cpu broker']:.3f} |")
     print("\n".join(lines), flush=True)
     if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "scale.md"), "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-        with open(os.path.join(args.out, "scale.json"), "w", encoding="utf-8") as f:
-            json.dump(runs, f, indent=1)
+        write_results(args.out, "scale", lines, runs)
     shutil.rmtree(work)
     return 0
 

@@ -20,7 +20,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from tests.lab import Program, Tunnel  # noqa: E402
+from tests.lab import Program, Tunnel, write_results  # noqa: E402
 
 SENDER = r"""
 import socket, sys, time
@@ -120,9 +120,7 @@ def main():
     say()
     say(f"largest growth {worst / 1024:.1f} MB (goal: under 10 MB)")
     if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "soak.md"), "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
+        write_results(args.out, "soak", lines)
     shutil.rmtree(work)
     return 0
 

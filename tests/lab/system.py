@@ -2,6 +2,7 @@
 Commands, names and broker vhosts for the lab.
 """
 
+import json
 import os
 import secrets
 import socket
@@ -139,3 +140,16 @@ def peak_rss_mb(pid):
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def write_results(directory, name, lines, data=None):
+    """
+    Write a bench script's table (C{<name>.md}) and, if given, its figures
+    (C{<name>.json}) to C{directory}, made if missing.
+    """
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, f"{name}.md"), "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    if data is not None:
+        with open(os.path.join(directory, f"{name}.json"), "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1)
