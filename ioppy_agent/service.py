@@ -23,7 +23,9 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from . import metrics
 from .bus import BusConnector
+from .metrics import MetricsConfig
 from .process import EXIT_FAILURE, exit_status_of
 from .stats import Counters, Reporter, WarnLimiter
 
@@ -51,7 +53,8 @@ class BusService(service.MultiService):
     _log = Logger()
 
     def __init__(self, reactor, bus, report, process, connection_name,
-                 make_connector=BusConnector, deliveries_per_read=64):
+                 make_connector=BusConnector, deliveries_per_read=64,
+                 metrics=MetricsConfig()):
         """
         @param reactor: The reactor.
         @param bus: A L{ioppy_agent.bus.BusConfig}.
@@ -60,6 +63,7 @@ class BusService(service.MultiService):
         @param connection_name: How the broker lists the connection.
         @param make_connector: Builds the L{BusConnector}.
         @param deliveries_per_read: Deliveries handled per reactor turn.
+        @param metrics: A L{MetricsConfig}: where to serve Prometheus metrics.
         """
         service.MultiService.__init__(self)
         self.reactor = reactor
@@ -73,6 +77,8 @@ class BusService(service.MultiService):
         self.reporter.setServiceParent(self)
         self._opened = False
         self._open_error = None
+        self._metrics = metrics
+        self._metrics_port = None
 
     # The hooks.
 
@@ -115,6 +121,18 @@ class BusService(service.MultiService):
         Called after disconnecting: close what L{open} opened.
         """
 
+    def identity(self):
+        """
+        @return: C{(program, name)} for the metrics: C{("agent", "agent_1")}.
+        """
+        raise NotImplementedError()
+
+    def extra_metrics(self):
+        """
+        @return: More prometheus_client metric families of this program.
+        """
+        return ()
+
     # The life, in order.
 
     def _open_once(self):
@@ -124,7 +142,11 @@ class BusService(service.MultiService):
         self.connector.prepare()
         try:
             self.open()
-        except CannotStart as e:
+            if self._metrics.port is not None:
+                # Listened on here, before twistd drops privileges.
+                self._metrics_port = metrics.listen(
+                    self.reactor, self._metrics, metrics.registry_for(*self.identity(), self))
+        except (CannotStart, metrics.MetricsUnavailable) as e:
             self._open_error = str(e)
 
     def privilegedStartService(self):
@@ -158,6 +180,8 @@ class BusService(service.MultiService):
             yield self.connector.stop(self.farewell(), CLOSE_TIMEOUT)
         finally:
             self.release()
+            if self._metrics_port is not None:
+                yield self._metrics_port.stopListening()
             yield service.MultiService.stopService(self)
 
     # For the subclasses.

@@ -8,6 +8,7 @@ L{BusConfig} and a L{ReportConfig}.  C{make_*_service} only builds
 objects and does no I/O.
 """
 
+import ipaddress
 import math
 import os
 import re
@@ -19,6 +20,7 @@ from .addressing import BadAddress, check_name, default_addresses
 from .agent import AgentConfig, AgentService
 from .bus import DEFAULT_EXCHANGE, DEFAULT_HEARTBEAT, BusConfig
 from .bus.tls import TLSConfigError, TLSSettings, load_ca, load_client_certificate
+from .metrics import DEFAULT_ADDRESS as DEFAULT_METRICS_ADDRESS, MetricsConfig
 from .process import ProcessControl
 from .router import BadTopology, RouterConfig, RouterService, read_topology
 from .routes import network
@@ -97,6 +99,10 @@ class CommonOptions(usage.Options):
         ["status-file", None, None, "Keep a JSON status file here (counters and "
                                     "connection state)."],
         ["status-interval", None, "5", "Seconds between rewrites of --status-file."],
+        ["metrics-port", None, None, "Serve Prometheus metrics on this TCP port, at "
+                                     "/metrics (default: none)."],
+        ["metrics-address", None, DEFAULT_METRICS_ADDRESS,
+         "Address to serve --metrics-port on (default: loopback only)."],
         ["heartbeat", None, str(DEFAULT_HEARTBEAT),
          "AMQP heartbeat in seconds: a broker silent for twice this long is taken "
          "for dead and the connection made again (0: no heartbeats)."],
@@ -145,9 +151,27 @@ class CommonOptions(usage.Options):
         _writable_path(self, "status-file")
         self["bus"] = BusConfig(urls=tuple(self["urls"]), exchange=self["exchange"],
                                 tls=self["tls"], heartbeat=self["heartbeat"])
+        self["metrics"] = self._metrics()
         self["report"] = ReportConfig(stats_interval=self["stats-interval"],
                                       status_file=self["status-file"],
                                       status_interval=self["status-interval"])
+
+    def _metrics(self):
+        port, address = self["metrics-port"], self["metrics-address"]
+        if port is None:
+            return MetricsConfig()
+        try:
+            port = int(port)
+        except ValueError:
+            raise usage.UsageError(f"--metrics-port {port!r} is not a port number") from None
+        if not 1 <= port <= 65535:
+            raise usage.UsageError(f"--metrics-port {port} is outside 1..65535")
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise usage.UsageError(f"--metrics-address {address!r} is not an IP "
+                                   "address") from None
+        return MetricsConfig(port, address)
 
     def _tls(self):
         given = [k for k in ("tls-ca", "tls-cert", "tls-key") if self[k] is not None]
@@ -248,7 +272,8 @@ class AgentOptions(CommonOptions):
         """
         return AgentConfig(
             name=self["name"], addresses=self["addresses"], bus=self["bus"],
-            report=self["report"], mtu=self["mtu"], tun_name=self["tun-name"],
+            report=self["report"], metrics=self["metrics"], mtu=self["mtu"],
+            tun_name=self["tun-name"],
             netns=self["netns"], pcap=self["pcap"], wire=self["wire"],
             prefixes=tuple(self["routes"]))
 
@@ -285,7 +310,7 @@ class RouterOptions(CommonOptions):
         """
         @return: The L{RouterConfig} these options describe.
         """
-        return RouterConfig(bus=self["bus"], report=self["report"],
+        return RouterConfig(bus=self["bus"], report=self["report"], metrics=self["metrics"],
                             topology=self["topology"], pcap_dir=self["pcap-dir"])
 
 

@@ -18,6 +18,7 @@ from ..actions import Drop, Publish, Readdress, Refuse, Reroute, WriteToTun
 from ..addressing import TunAddresses
 from ..bus import BusConfig, BusConnector, QueueHeld, QueueLocked
 from ..pcap import PcapError, PcapWriter
+from ..metrics import MetricsConfig
 from ..service import BusService, CannotStart
 from ..stats import ReportConfig, status_of, summary_line
 from ..tun import TunError, TunPort
@@ -38,6 +39,7 @@ class AgentConfig:
     addresses: TunAddresses
     bus: BusConfig
     report: ReportConfig = ReportConfig()
+    metrics: MetricsConfig = MetricsConfig()
     mtu: int = 1500
     tun_name: str = "tun0"
     netns: Optional[str] = None
@@ -70,7 +72,8 @@ class AgentService(BusService):
         # so that writing into the TUN never outruns reading it.
         BusService.__init__(self, reactor, config.bus, config.report, process,
                             f"ioppy-agent {config.name}", make_connector,
-                            deliveries_per_read=TunPort.max_packets_per_read)
+                            deliveries_per_read=TunPort.max_packets_per_read,
+                            metrics=config.metrics)
         self.name = f"ioppy-agent {config.name}"
         self.config = config
         self.core = AgentCore(config.name, config.addresses, reactor, mtu=config.mtu,
@@ -156,6 +159,9 @@ class AgentService(BusService):
             self._queue_held = False
 
         return d.addErrback(locked).addCallback(consume).addCallback(announce)
+
+    def identity(self):
+        return "agent", self.config.name
 
     def describe(self):
         connector = self.connector

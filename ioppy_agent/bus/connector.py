@@ -83,6 +83,7 @@ class BusConnector:
     @ivar session: The current L{BusSession}, or C{None} while there is none.
     @ivar state: A L{State}.
     @ivar failures: Failed attempts since the last good session.
+    @ivar sessions: Sessions set up since the start.
     """
 
     _log = Logger()
@@ -107,6 +108,7 @@ class BusConnector:
         self.session = None
         self.state = State.STOPPED
         self.failures = 0
+        self.sessions = 0
         self._setup = setup
         self._on_fatal = on_fatal
         self._clock = reactor
@@ -187,6 +189,7 @@ class BusConnector:
         if not self._move("ready"):
             return
         self.failures = 0
+        self.sessions += 1
         client.ready = True
         client.disconnected.wait().addCallback(self._lost, client)
 

@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import quote
 
+from prometheus_client.core import GaugeMetricFamily
 from twisted.logger import Logger
 
 from .. import control, wire
 from ..actions import Capture, Drop, Forward
 from ..bus import BusConfig, BusConnector, QueueHeld, QueueLocked
 from ..pcap import PcapError, PcapWriter
+from ..metrics import MetricsConfig
 from ..service import BusService, CannotStart
 from ..stats import ReportConfig, status_of, summary_line
 from .core import PacketRouter
@@ -39,6 +41,7 @@ class RouterConfig:
 
     bus: BusConfig
     report: ReportConfig = ReportConfig()
+    metrics: MetricsConfig = MetricsConfig()
     topology: Optional[Topology] = None
     pcap_dir: Optional[str] = None
 
@@ -67,7 +70,8 @@ class RouterService(BusService):
     def __init__(self, reactor, config, process, make_connector=BusConnector):
         BusService.__init__(self, reactor, config.bus, config.report, process,
                             "ioppy-router", make_connector,
-                            deliveries_per_read=DELIVERIES_PER_READ)
+                            deliveries_per_read=DELIVERIES_PER_READ,
+                            metrics=config.metrics)
         self.config = config
         self.pcap = None
         self.standing_by = False
@@ -116,6 +120,28 @@ class RouterService(BusService):
         d.addCallback(lambda _: session.consume(ROUTER_QUEUE, self._from_bus,
                                                 self._oversize))
         return d.addCallback(announce)
+
+    def identity(self):
+        return "router", "router"
+
+    def extra_metrics(self):
+        yield GaugeMetricFamily("ioppy_router_standby",
+                                "1 while another router holds the router's queue.",
+                                value=1 if self.standing_by else 0)
+        agents = self.router.steering.agents
+        yield GaugeMetricFamily("ioppy_router_agents", "Agents the router knows.",
+                                value=len(agents))
+        direct = GaugeMetricFamily("ioppy_router_agent_direct",
+                                   "1 if the agent takes packets straight from the broker.",
+                                   labels=["agent"])
+        addresses = GaugeMetricFamily("ioppy_router_agent_addresses",
+                                      "Addresses and prefixes the agent owns.",
+                                      labels=["agent"])
+        for name, agent in sorted(agents.items()):
+            direct.add_metric([name], 1 if agent.direct else 0)
+            addresses.add_metric([name], len(agent.networks))
+        yield direct
+        yield addresses
 
     def describe(self):
         connector = self.connector

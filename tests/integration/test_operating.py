@@ -12,10 +12,12 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
+from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SkipTest
 
-from ioppy_agent import wire
+from ioppy_agent import __version__, wire
 
 from .. import lab
 from ..lab.broker import PrivateNode, TLSListener
@@ -321,10 +323,56 @@ class StartErrorTests(TunnelTestCase):
                          namespace=namespace)
 
 
+def scrape(port):
+    """
+    @return: C{{(name, labels): value}} of the metrics served on loopback
+        C{port}.
+    """
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
 class ObservabilityTests(TunnelTestCase):
     """
-    Summaries, status files and pcap captures.
+    Summaries, status files, pcap captures and metrics.
     """
+
+    def test_metrics_scraped(self):
+        """
+        With --metrics-port, the router and the agents serve Prometheus
+        metrics on loopback: what a ping moved, the connection's state, the
+        router's agents and the process figures; a port already taken stops
+        the program with status 1.
+        """
+        ns1, ns2 = Namespace(self.addCleanup), Namespace(self.addCleanup)
+        ports = {name: lab.free_port() for name in ("router", "agent_1", "agent_2")}
+        router = self.router("--metrics-port", str(ports["router"]))
+        agent1 = self.agent("agent_1", ns1, "--metrics-port", str(ports["agent_1"]))
+        agent2 = self.agent("agent_2", ns2, "--metrics-port", str(ports["agent_2"]))
+        agent1.wait_for(r"routes from the router: 1 destinations \(1 direct\)")
+        self.assertPings(ns1, "10.2.0.2", count=5)
+        one, two, steering = scrape(ports["agent_1"]), scrape(ports["agent_2"]), \
+            scrape(ports["router"])
+        for name, figures in (("agent_1", one), ("agent_2", two)):
+            print(f"\n  {name}: " + ", ".join(
+                f"{n}{dict(labels) or ''} {v:g}" for (n, labels), v in sorted(figures.items())
+                if n.startswith("ioppy_") or n == "process_resident_memory_bytes"), flush=True)
+            self.assertEqual(figures[("ioppy_broker_state", (("state", "connected"),))], 1)
+            self.assertGreater(figures[("process_resident_memory_bytes", ())], 10e6)
+        self.assertGreaterEqual(one[("ioppy_packets_total", (("direction", "out"),))], 5)
+        self.assertGreaterEqual(two[("ioppy_packets_total", (("direction", "in"),))], 5)
+        self.assertGreaterEqual(two[("ioppy_packets_total", (("direction", "out"),))], 5)
+        self.assertEqual(steering[("ioppy_router_agents", ())], 2)
+        self.assertEqual(steering[("ioppy_router_agent_direct", (("agent", "agent_1"),))], 1)
+        self.assertEqual(steering[("ioppy_info", (("name", "router"), ("program", "router"),
+                                                  ("version", __version__)))], 1)
+        taken = Program(self.addCleanup, "ioppy-router", "--url", self.vhost.url,
+                        "--metrics-port", str(ports["router"]))
+        self.assertEqual(taken.wait(timeout=20), 1, taken.text())
+        self.assertIn(f"--metrics-port {ports['router']} on 127.0.0.1", taken.text())
+        self.assertStops(agent1, agent2, router)
 
     def test_stats_status_and_pcap(self):
         """
