@@ -13,7 +13,12 @@ reading them back.  Pure functions, no I/O.
   - C{toAgent.<name>.ip.tun.routes}: the router's routes for one agent
     (L{ioppy_agent.routes.Routes});
   - C{fromAgent.<name>.ip.tun.bound}: the agent has made the bindings of
-    those routes, so others may now send to it straight.
+    those routes, so others may now send to it straight;
+  - C{fromAgent.<name>.ip.tun.stats}: the agent's counters, every
+    C{--report-interval} seconds, for the router's metrics (packets that
+    go straight between agents never reach the router).  It has no
+    C{interface_name}, so ioppytest's sniffer, which keeps only bodies
+    whose C{interface_name} holds C{tun}, leaves it alone.
 """
 
 import ipaddress
@@ -22,7 +27,7 @@ import json
 from .addressing import BadAddress
 from .routes import BadRoutes, network, routes_from_json
 from .wire import (API_VERSION, COMPONENT_READY, COMPONENT_SHUTDOWN, BadMessage, Message,
-                   decode_json, routes_key, tun_bound, tun_started)
+                   decode_json, routes_key, tun_bound, tun_started, tun_stats)
 
 
 def control(routing_key, **fields):
@@ -194,3 +199,52 @@ def bound_of(body):
     if not isinstance(router, str) or type(serial) is not int:
         raise BadMessage("tun.bound needs a router id and a whole serial number")
     return router, serial
+
+
+def stats(name, counters, now, connected_since, broker):
+    """
+    @param counters: The agent's L{ioppy_agent.stats.Counters}.
+    @param now: The agent's clock, in seconds.
+    @param connected_since: When the current session began, or C{None}.
+    @param broker: C{host:port} of the broker node connected to.
+    @return: C{fromAgent.<name>.ip.tun.stats}.
+    """
+    return control(tun_stats(name), name=name, time=now, connected_since=connected_since,
+                   broker=broker,
+                   packets={d: counters.packets[d] for d in ("in", "out")},
+                   bytes={d: counters.bytes[d] for d in ("in", "out")},
+                   drops=dict(counters.drops))
+
+
+def _count(value):
+    return type(value) is int and value >= 0
+
+
+def stats_of(body):
+    """
+    @return: The checked body of a C{tun.stats} message, as a dict with
+        C{time}, C{connected_since}, C{broker}, C{packets}, C{bytes} and
+        C{drops}.
+    @raise BadMessage: if it is not one.
+    """
+    obj = decode_json(body)
+    report = {}
+    for key in ("packets", "bytes"):
+        value = obj.get(key)
+        if not isinstance(value, dict) or set(value) != {"in", "out"} or \
+                not all(_count(v) for v in value.values()):
+            raise BadMessage(f"tun.stats needs {key} in and out, whole numbers")
+        report[key] = value
+    drops = obj.get("drops", {})
+    if not isinstance(drops, dict) or len(drops) > 64 or not all(
+            isinstance(k, str) and len(k) <= 64 and _count(v) for k, v in drops.items()):
+        raise BadMessage("tun.stats drops must map up to 64 reasons to whole numbers")
+    report["drops"] = drops
+    for key in ("time", "connected_since"):
+        value = obj.get(key)
+        if value is not None and (type(value) not in (int, float) or value != value):
+            raise BadMessage(f"tun.stats {key} must be a number of seconds")
+        report[key] = value
+    broker = obj.get("broker")
+    report["broker"] = broker if isinstance(broker, str) and len(broker) <= 300 else None
+    return report

@@ -216,6 +216,8 @@ class AgentOptions(CommonOptions):
                               "namespace; the agent itself stays where it is."],
         ["pcap", None, None, "Write every packet the agent moves, both ways, to this "
                              "pcap file."],
+        ["report-interval", None, "5", "Seconds between the agent's reports of its "
+                                       "counters to the router, for its metrics (0: none)."],
         ["wire", None, "json", "Format of the packets the agent publishes: json "
                                "(ioppytest's) or raw (the packet bytes as "
                                "application/octet-stream; faster). Both are read."],
@@ -242,6 +244,7 @@ class AgentOptions(CommonOptions):
             raise usage.UsageError(f"--route: {e}") from None
         if self["name"] is None:
             raise usage.UsageError("--name is required, for example --name agent_1")
+        _number(self, "report-interval", 0)
         try:
             check_name(self["name"])
             self["addresses"] = default_addresses(
@@ -272,7 +275,8 @@ class AgentOptions(CommonOptions):
         """
         return AgentConfig(
             name=self["name"], addresses=self["addresses"], bus=self["bus"],
-            report=self["report"], metrics=self["metrics"], mtu=self["mtu"],
+            report=self["report"], metrics=self["metrics"],
+            report_interval=self["report-interval"], mtu=self["mtu"],
             tun_name=self["tun-name"],
             netns=self["netns"], pcap=self["pcap"], wire=self["wire"],
             prefixes=tuple(self["routes"]))

@@ -36,6 +36,7 @@ LOSSY_LINK_START = "routing.lossy.link.start"
 ANY_PACKET_FROM_AGENT = "fromAgent.*.ip.tun.packet.raw"
 ANY_TUN_STARTED = "fromAgent.*.ip.tun.started"
 ANY_TUN_BOUND = "fromAgent.*.ip.tun.bound"
+ANY_TUN_STATS = "fromAgent.*.ip.tun.stats"
 # Keys of direct delivery (one broker pass, see docs/architecture.md): a
 # packet for one agent, and one for every peer that binds it.
 _DIRECT = ".ip.tun.packet.to."
@@ -127,6 +128,13 @@ def group_binding(sender):
         multicast packets to a queue.
     """
     return f"fromAgent.{sender}{_GROUP}"
+
+
+def tun_stats(name):
+    """
+    @return: The key an agent reports its counters on, for the router.
+    """
+    return f"fromAgent.{name}.ip.tun.stats"
 
 
 def tun_bound(name):

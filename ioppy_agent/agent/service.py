@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from twisted.internet import defer
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from .. import netlink
+from .. import control, netlink
 from ..actions import Drop, Publish, Readdress, Refuse, Reroute, WriteToTun
 from ..addressing import TunAddresses
 from ..bus import BusConfig, BusConnector, QueueHeld, QueueLocked
@@ -28,6 +29,7 @@ from .interface import Interface
 # Seconds before connecting again when the agent's own queue is still held
 # by its last connection.
 HELD_RETRY = 0.5
+
 
 @dataclass(frozen=True)
 class AgentConfig:
@@ -46,6 +48,7 @@ class AgentConfig:
     pcap: Optional[str] = None
     wire: str = "json"
     prefixes: Tuple = ()
+    report_interval: float = 5.0
 
 
 class AgentService(BusService):
@@ -85,6 +88,8 @@ class AgentService(BusService):
         self.queue = self.core.queue
         self._had_session = False
         self._queue_held = False
+        self._connected_since = None
+        self._reports = None
         self._run = os.urandom(4).hex()
 
     @property
@@ -115,6 +120,21 @@ class AgentService(BusService):
 
     def started(self):
         self.port.startReading()
+        if self.config.report_interval > 0:
+            self._reports = LoopingCall(self._report)
+            self._reports.clock = self.reactor
+            self._reports.start(self.config.report_interval, now=False)
+
+    def _report(self):
+        """
+        Tell the router what this agent moved, for its metrics.
+        """
+        session = self.connector.session
+        if session is not None:
+            url = self.connector.url
+            session.publish_message(control.stats(
+                self.config.name, self.counters, self.reactor.seconds(),
+                self._connected_since, f"{url.host}:{url.port}"))
 
     def setup(self, session):
         """
@@ -156,6 +176,7 @@ class AgentService(BusService):
                            name=self.config.name, url=url.masked(),
                            exchange=self.config.bus.exchange)
             self._had_session = True
+            self._connected_since = self.reactor.seconds()
             self._queue_held = False
 
         return d.addErrback(locked).addCallback(consume).addCallback(announce)
@@ -177,6 +198,8 @@ class AgentService(BusService):
         return self.core.farewell()
 
     def stopping(self):
+        if self._reports is not None and self._reports.running:
+            self._reports.stop()
         if self.port is not None:
             self.port.stopReading()
 

@@ -32,6 +32,7 @@ from .steering import Steering
 _PACKET = ".ip.tun.packet.raw"
 _STARTED = ".ip.tun.started"
 _BOUND = ".ip.tun.bound"
+_STATS = ".ip.tun.stats"
 
 
 def _shown(version, address):
@@ -46,6 +47,8 @@ class PacketRouter:
     @ivar steering: The L{Steering}: agents, addresses, routes.
     @ivar to_drop: Packets still to drop for C{routing.lossy.link.start}.
     @ivar outbox: Control messages to publish (routes), in order.
+    @ivar reports: The last C{tun.stats} report of each agent (see
+        L{control.stats_of}), by name.
     """
 
     _log = Logger()
@@ -62,6 +65,7 @@ class PacketRouter:
         self.steering = Steering(self.policy, router_id)
         self.to_drop = 0
         self.outbox = []
+        self.reports = {}
         self._keys = {}
         self._known = set()
 
@@ -105,6 +109,8 @@ class PacketRouter:
             return self._started(routing_key, body)
         if routing_key.endswith(_BOUND):
             return self._bound(routing_key, body)
+        if routing_key.endswith(_STATS):
+            return self._stats(routing_key, body)
         if routing_key == wire.COMPONENT_READY:
             return self._component(routing_key, body, self._learn)
         if routing_key == wire.COMPONENT_SHUTDOWN:
@@ -132,6 +138,7 @@ class PacketRouter:
 
     def _forget(self, name):
         self._known.discard(name)
+        self.reports.pop(name, None)
         if self.policy.forget(name) | self.steering.forget(name):
             self._log.info("agent {name} left; agents: {agents}", name=name,
                            agents=", ".join(self.agents) or "none")
@@ -169,6 +176,17 @@ class PacketRouter:
             return self._bad(routing_key, e)
         if name and self.steering.acknowledged(name, router, serial):
             self._steer()
+        return None
+
+    def _stats(self, routing_key, body):
+        name = wire.agent_of(routing_key)
+        try:
+            check_name(name)
+            report = control.stats_of(body)
+        except (BadAddress, wire.BadMessage) as e:
+            return self._bad(routing_key, e)
+        if name in self.agents:
+            self.reports[name] = report
         return None
 
     def _lossy(self, routing_key, body):

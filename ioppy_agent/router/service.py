@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import quote
 
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from twisted.logger import Logger
 
 from .. import control, wire
@@ -28,6 +28,7 @@ DELIVERIES_PER_READ = 1024
 # Seconds between a standby router's attempts to take the queue.
 STANDBY_RETRY = 1.0
 BINDINGS = (wire.ANY_PACKET_FROM_AGENT, wire.ANY_TUN_STARTED, wire.ANY_TUN_BOUND,
+            wire.ANY_TUN_STATS,
             wire.COMPONENT_READY, wire.COMPONENT_SHUTDOWN, wire.LOSSY_LINK_START)
 # With --pcap-dir: the packets that go straight between agents, too.
 CAPTURE_BINDINGS = (wire.direct_binding("*", "*"), wire.group_binding("*"))
@@ -53,6 +54,35 @@ class RouterConfig:
         if self.pcap_dir is None:
             return None
         return os.path.join(self.pcap_dir, quote(self.bus.url.vhost, safe="") + ".pcap")
+
+
+def agent_report_metrics(reports):
+    """
+    @return: Metric families of the agents' last C{tun.stats} reports.
+    """
+    families = {
+        key: CounterMetricFamily(f"ioppy_router_agent_{key}",
+                                 f"{key.capitalize()} the agent moved, as it last reported.",
+                                 labels=["agent", "direction"])
+        for key in ("packets", "bytes")}
+    drops = CounterMetricFamily("ioppy_router_agent_drops",
+                                "Packets the agent dropped, as it last reported.",
+                                labels=["agent", "reason"])
+    seen = GaugeMetricFamily("ioppy_router_agent_report_time_seconds",
+                             "The agent's clock at its last report.", labels=["agent"])
+    since = GaugeMetricFamily("ioppy_router_agent_connected_since_seconds",
+                              "When the agent's current session began.", labels=["agent"])
+    for name, report in sorted(reports.items()):
+        for key, family in families.items():
+            for direction in ("in", "out"):
+                family.add_metric([name, direction], report[key][direction])
+        for reason, count in sorted(report["drops"].items()):
+            drops.add_metric([name, reason], count)
+        if report["time"] is not None:
+            seen.add_metric([name], report["time"])
+        if report["connected_since"] is not None:
+            since.add_metric([name], report["connected_since"])
+    return (*families.values(), drops, seen, since)
 
 
 class RouterService(BusService):
@@ -142,6 +172,7 @@ class RouterService(BusService):
             addresses.add_metric([name], len(agent.networks))
         yield direct
         yield addresses
+        yield from agent_report_metrics(self.router.reports)
 
     def describe(self):
         connector = self.connector

@@ -349,8 +349,10 @@ class ObservabilityTests(TunnelTestCase):
         ns1, ns2 = Namespace(self.addCleanup), Namespace(self.addCleanup)
         ports = {name: lab.free_port() for name in ("router", "agent_1", "agent_2")}
         router = self.router("--metrics-port", str(ports["router"]))
-        agent1 = self.agent("agent_1", ns1, "--metrics-port", str(ports["agent_1"]))
-        agent2 = self.agent("agent_2", ns2, "--metrics-port", str(ports["agent_2"]))
+        agent1 = self.agent("agent_1", ns1, "--metrics-port", str(ports["agent_1"]),
+                            "--report-interval", "0.5")
+        agent2 = self.agent("agent_2", ns2, "--metrics-port", str(ports["agent_2"]),
+                            "--report-interval", "0.5")
         agent1.wait_for(r"routes from the router: 1 destinations \(1 direct\)")
         self.assertPings(ns1, "10.2.0.2", count=5)
         one, two, steering = scrape(ports["agent_1"]), scrape(ports["agent_2"]), \
@@ -364,6 +366,17 @@ class ObservabilityTests(TunnelTestCase):
         self.assertGreaterEqual(one[("ioppy_packets_total", (("direction", "out"),))], 5)
         self.assertGreaterEqual(two[("ioppy_packets_total", (("direction", "in"),))], 5)
         self.assertGreaterEqual(two[("ioppy_packets_total", (("direction", "out"),))], 5)
+        # The agents report every 0.5 s: wait (at most 5 s) for a report
+        # that counts the pings.
+        key = ("ioppy_router_agent_packets_total", (("agent", "agent_1"), ("direction", "out")))
+        deadline = time.monotonic() + 5
+        while steering.get(key, 0) < 5 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            steering = scrape(ports["router"])
+        print("\n  router: " + ", ".join(
+            f"{n}{dict(labels) or ''} {v:g}" for (n, labels), v in sorted(steering.items())
+            if n.startswith("ioppy_router")), flush=True)
+        self.assertGreaterEqual(steering.get(key, 0), 5)
         self.assertEqual(steering[("ioppy_router_agents", ())], 2)
         self.assertEqual(steering[("ioppy_router_agent_direct", (("agent", "agent_1"),))], 1)
         self.assertEqual(steering[("ioppy_info", (("name", "router"), ("program", "router"),

@@ -391,6 +391,29 @@ class BusTests(AgentTestCase):
         self.assertIn("dropped a 2000000-byte message on toAgent.agent_1.ip.tun.packet.raw",
                       formatEvent(events[0]))
 
+    def test_reports_counters(self):
+        """
+        Every --report-interval seconds while connected the agent reports its
+        counters to the router on tun.stats; not before it is connected,
+        nor after it stopped.
+        """
+        self.start()
+        self.reactor.advance(5)
+        session = RecordingSession()
+        self.connector.connect(session)
+        session.published.clear()
+        self.agent.counters.moved("out", 60)
+        self.reactor.advance(5)
+        (key, body, _), = [p for p in session.published if p[0].endswith(".stats")]
+        self.assertEqual(key, "fromAgent.agent_1.ip.tun.stats")
+        report = json.loads(body)
+        self.assertEqual((report["packets"], report["broker"], report["connected_since"]),
+                         ({"in": 0, "out": 1}, "h:5672", 1764242405.5))
+        self.successResultOf(self.agent.stopService())
+        count = len(session.published)
+        self.reactor.advance(20)
+        self.assertEqual(len(session.published), count)
+
     def test_router_ready_reannounces(self):
         """
         When the packet router announces itself, the agent publishes

@@ -149,3 +149,39 @@ class RoutesMessageTests(SynchronousTestCase):
             error = self.assertRaises(wire.BadMessage, control.routes_of, body,
                                       lambda key: key != "#")
             self.assertIn(says, str(error))
+
+
+class StatsMessageTests(SynchronousTestCase):
+    """
+    An agent's report of its counters, C{tun.stats}.
+    """
+
+    def test_round_trip(self):
+        """
+        The report carries the counters, times and broker, and reads back;
+        it has no interface_name, so ioppytest's sniffer leaves it alone.
+        """
+        from ioppy_agent.stats import Counters
+        counters = Counters()
+        counters.moved("out", 84)
+        counters.dropped("no route")
+        message = control.stats("agent_1", counters, 100.5, 90.0, "node1:5672")
+        self.assertEqual(message.routing_key, "fromAgent.agent_1.ip.tun.stats")
+        self.assertNotIn("interface_name", json.loads(message.body))
+        self.assertEqual(control.stats_of(message.body),
+                         {"packets": {"in": 0, "out": 1}, "bytes": {"in": 0, "out": 84},
+                          "drops": {"no route": 1}, "time": 100.5, "connected_since": 90.0,
+                          "broker": "node1:5672"})
+
+    def test_bad(self):
+        """
+        A report with counters that are not whole numbers, or missing, is
+        refused.
+        """
+        good = {"packets": {"in": 1, "out": 2}, "bytes": {"in": 3, "out": 4}, "drops": {}}
+        for bad in ({**good, "packets": {"in": 1}}, {**good, "bytes": {"in": -1, "out": 0}},
+                    {**good, "packets": {"in": True, "out": 0}},
+                    {**good, "drops": {"x": 1.5}}, {**good, "drops": [1]},
+                    {**good, "time": "now"}, [1, 2]):
+            self.assertRaises(wire.BadMessage, control.stats_of, json.dumps(bad).encode())
+        self.assertEqual(control.stats_of(json.dumps(good).encode())["broker"], None)

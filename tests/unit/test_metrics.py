@@ -80,6 +80,38 @@ class CollectorTests(SynchronousTestCase):
         self.assertEqual(got[("ioppy_router_agent_addresses", (("agent", "agent_1"),))], 3)
         self.assertEqual(got[("ioppy_router_standby", ())], 0)
 
+    def test_agent_reports(self):
+        """
+        The router shows each known agent's own counters, from its last
+        tun.stats report; a report from an agent it does not know is not
+        kept, and an agent that leaves is forgotten.
+        """
+        from ioppy_agent import control, wire
+        from ioppy_agent.stats import Counters
+        self.service.connector.connect(self.session)
+        self.session.deliver(ROUTER_QUEUE, *started("agent_1"))
+        counters = Counters()
+        for _ in range(3):
+            counters.moved("out", 100)
+        counters.dropped("source not ours")
+        for name in ("agent_1", "agent_9"):
+            message = control.stats(name, counters, 200.0, 150.0, "n1:5672")
+            self.session.deliver(ROUTER_QUEUE, message.routing_key, message.body)
+        got = samples(self.registry)
+        self.assertEqual(got[("ioppy_router_agent_packets_total",
+                              (("agent", "agent_1"), ("direction", "out")))], 3)
+        self.assertEqual(got[("ioppy_router_agent_bytes_total",
+                              (("agent", "agent_1"), ("direction", "out")))], 300)
+        self.assertEqual(got[("ioppy_router_agent_drops_total",
+                              (("agent", "agent_1"), ("reason", "source not ours")))], 1)
+        self.assertEqual(got[("ioppy_router_agent_connected_since_seconds",
+                              (("agent", "agent_1"),))], 150.0)
+        self.assertNotIn(("ioppy_router_agent_packets_total",
+                          (("agent", "agent_9"), ("direction", "out"))), got)
+        self.session.deliver(ROUTER_QUEUE, wire.COMPONENT_SHUTDOWN,
+                             b'{"component": "agent_1"}')
+        self.assertEqual(self.service.router.reports, {})
+
 
 class RefusingReactor(MemoryReactor):
     def listenTCP(self, port, factory, backlog=50, interface=""):
