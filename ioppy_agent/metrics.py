@@ -18,7 +18,10 @@ Metrics (every name starts with C{ioppy_}):
     others; C{ioppy_broker_connections_total}: sessions set up since start;
   - the router's C{ioppy_router_standby}, C{ioppy_router_agents}, and per
     agent C{ioppy_router_agent_direct{agent}} (1 when it takes packets
-    straight from the broker) and C{ioppy_router_agent_addresses{agent}};
+    straight from the broker), C{ioppy_router_agent_addresses{agent}}, and
+    the agent's own counters from its last C{tun.stats} report
+    (C{ioppy_router_agent_packets_total}, C{_bytes_total}, C{_drops_total},
+    C{_report_time_seconds}, C{_connected_since_seconds});
   - C{process_resident_memory_bytes}, C{process_cpu_seconds_total} and the
     other C{process_*} figures of prometheus_client.
 """
@@ -28,7 +31,6 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.twisted import MetricsResource
-from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.error import CannotListenError
 from twisted.web.resource import Resource
 from twisted.web.server import Site
@@ -98,7 +100,7 @@ class BusCollector:
         yield state
         yield CounterMetricFamily("ioppy_broker_connections",
                                   "Sessions set up with the broker since start.",
-                                  value=getattr(connector, "sessions", 0))
+                                  value=connector.sessions)
         yield from service.extra_metrics()
 
 
@@ -122,17 +124,8 @@ def listen(reactor, config, registry):
     """
     root = Resource()
     root.putChild(b"metrics", MetricsResource(registry=registry))
-    make = TCP6ServerEndpoint if ":" in config.address else TCP4ServerEndpoint
-    endpoint = make(reactor, config.port, interface=config.address)
-    d = endpoint.listen(Site(root))
-    found = []
-    d.addBoth(found.append)
-    if not found:
-        raise MetricsUnavailable(f"--metrics-port {config.port}: listening did not finish")
-    result = found[0]
-    if hasattr(result, "check") and result.check(CannotListenError):
+    try:
+        return reactor.listenTCP(config.port, Site(root), interface=config.address)
+    except CannotListenError as e:
         raise MetricsUnavailable(f"--metrics-port {config.port} on {config.address}: "
-                                 f"{result.value.socketError}")
-    if hasattr(result, "raiseException"):
-        result.raiseException()
-    return result
+                                 f"{e.socketError}") from None

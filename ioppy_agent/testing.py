@@ -195,6 +195,7 @@ class RecordingConnector:
         self.stopped_with = None
         self.state = State.STOPPED
         self.prepared = False
+        self.sessions = 0
 
     def prepare(self):
         self.prepared = True
@@ -212,6 +213,7 @@ class RecordingConnector:
         session = session if session is not None else RecordingSession()
         self.session = session
         self.state = State.CONNECTED
+        self.sessions += 1
 
         def failed(reason):
             self.session = None

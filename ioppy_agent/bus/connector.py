@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from .endpoint import TLS_ERRORS, BrokerEndpoint, tls_reason
-from .errors import AccessRefused, FatalBusError
+from .errors import AccessRefused, FatalBusError, QueueHeld
 from .protocol import BusFactory
 from .session import cause_of, open_session, reply_of
 from .spec import load_spec
@@ -219,10 +219,9 @@ class BusConnector:
         self._current = (self._current + 1) % len(self.urls)
         # A queue held elsewhere (a standby router) is tried again soon, and
         # quietly: the service said once why it waits.
-        delay = getattr(reason.value, "retry_after", None)
-        log = self._log.debug if delay is not None else self._log.warn
-        if delay is None:
-            delay = self._policy(self.failures)
+        held = reason.check(QueueHeld) is not None
+        log = self._log.debug if held else self._log.warn
+        delay = reason.value.retry_after if held else self._policy(self.failures)
         log("connecting to {url} failed: {error}; trying {next} in {delay:.1f} s",
             url=failed.masked(), error=describe(reason, client), delay=delay,
             next="again" if self.url is failed else self.url.masked())
