@@ -110,6 +110,11 @@ class RecordingSession:
         C{declare_queue} fails with L{QueueLocked}; or a set of the names
         of the queues held.
     @ivar flushes: The number of messages published before each C{flush}.
+    @ivar streams: C{name: (bindings, arguments)} per declared stream;
+        C{stream_error} an exception C{declare_stream} fails with.
+    @ivar stream_reads: C{(queue, offset, prefetch)} per C{consume_stream},
+        whose handler is in C{consumers}; C{acks} the delivery tags acked;
+        C{to_queues} C{(queue, body, content_type)} published to queues.
     """
 
     def __init__(self):
@@ -123,6 +128,35 @@ class RecordingSession:
         self.refused = None
         self.close_calls = []
         self.flushes = []
+        # The timestamp header of each packet published (None for JSON).
+        self.stamps = []
+        self.streams = {}
+        self.stream_error = None
+        self.stream_reads = []
+        self.acks = []
+        self.to_queues = []
+
+    def declare_stream(self, name, bindings, arguments):
+        if self.stream_error is not None:
+            return defer.fail(self.stream_error)
+        self.streams[name] = (list(bindings), dict(arguments))
+        return defer.succeed(None)
+
+    def consume_stream(self, queue, handler, offset, prefetch):
+        if self.stream_error is not None:
+            return defer.fail(self.stream_error)
+        self.consumers[queue] = handler
+        self.stream_reads.append((queue, offset, prefetch))
+        return defer.succeed("ioppy-1")
+
+    def ack(self, delivery_tag, multiple=True):
+        self.acks.append(delivery_tag)
+
+    def publish_to_queue(self, queue, body, content_type):
+        if self.closed:
+            return False
+        self.to_queues.append((queue, body, content_type))
+        return True
 
     def declare_queue(self, name, bindings, max_length=1000):
         if self.locked is True or (self.locked and name in self.locked):
@@ -151,10 +185,11 @@ class RecordingSession:
         """
         return "not connected" if self.closed else self.refused
 
-    def publish(self, routing_key, body, content_type):
+    def publish(self, routing_key, body, content_type, timestamp=None):
         if self.refusal() is not None:
             return False
         self.published.append((routing_key, body, content_type))
+        self.stamps.append(timestamp)
         return True
 
     def publish_message(self, message):

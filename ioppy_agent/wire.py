@@ -63,11 +63,14 @@ class Message(NamedTuple):
     @ivar routing_key: The routing key on the exchange.
     @ivar body: The body, always C{bytes}.
     @ivar content_type: The AMQP C{content-type} property.
+    @ivar timestamp: For a raw packet, when it entered the bus (sent in the
+        C{timestamp} header); C{None} when the body says so itself.
     """
 
     routing_key: str
     body: bytes
     content_type: str = JSON
+    timestamp: float = None
 
 
 def packet_from(name):

@@ -124,10 +124,13 @@ class AgentCore:
             if type(key) is Drop:
                 return key
         if self._raw:
-            body = packet
+            # The raw body is the packet alone: the time it entered the bus
+            # goes in a header, for the session recorder.
+            message = wire.Message(key, packet, wire.RAW, self._clock.seconds())
         else:
             body = wire.encode_packet(packet, self._clock.seconds(), self._interface_name)
-        return Forward((wire.Message(key, body, self._content_type),), len(packet), packet)
+            message = wire.Message(key, body, wire.JSON)
+        return Forward((message,), len(packet), packet)
 
     def _route(self, packet):
         """

@@ -223,7 +223,8 @@ class AgentService(BusService):
             self.counters.dropped(refusal)
             return
         for message in action.messages:
-            session.publish(message.routing_key, message.body, message.content_type)
+            session.publish(message.routing_key, message.body, message.content_type,
+                            message.timestamp)
         self.counters.moved("out", action.size)
         if self.pcap is not None:
             self.pcap.write(packet)

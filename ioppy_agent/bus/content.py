@@ -22,6 +22,7 @@ from .framing import (BASIC_DELIVER, BROKER_MAX_BODY, FRAME_BODY, FRAME_END, FRA
 _CONTENT_HEAD = struct.Struct("!HHQH")
 _LONGLONG = struct.Struct("!Q")
 _SHORT = struct.Struct("!H")
+_LONG = struct.Struct("!I")
 
 
 class Delivery:
@@ -32,13 +33,16 @@ class Delivery:
     @ivar body: The body, C{bytes}; C{None} if it was larger than the
         reader's C{max_body} and was skipped (then L{oversize} is true).
     @ivar size: The body size the content header announced.
+    @ivar headers: The C{headers} property's field table as it came (its
+        entries, without the length), for L{ioppy_agent.bus.framing.decode_table}
+        to read if wanted; C{None} if the message had none.
     """
 
     __slots__ = ("channel", "consumer_tag", "delivery_tag", "redelivered", "exchange",
-                 "routing_key", "content_type", "size", "body", "oversize")
+                 "routing_key", "content_type", "size", "body", "oversize", "headers")
 
     def __init__(self, channel, consumer_tag, delivery_tag, redelivered, exchange,
-                 routing_key, content_type, size, body, oversize=False):
+                 routing_key, content_type, size, body, oversize=False, headers=None):
         self.channel = channel
         self.consumer_tag = consumer_tag
         self.delivery_tag = delivery_tag
@@ -49,6 +53,7 @@ class Delivery:
         self.size = size
         self.body = body
         self.oversize = oversize
+        self.headers = headers
 
     def __repr__(self):
         return (f"<Delivery {self.routing_key!r} on channel {self.channel}, "
@@ -61,11 +66,13 @@ class _Assembly:
     C{basic.deliver}, then those of its header, and the body so far.
     """
 
-    __slots__ = ("fields", "content_type", "size", "received", "chunks", "oversize")
+    __slots__ = ("fields", "content_type", "headers", "size", "received", "chunks",
+                 "oversize")
 
     def __init__(self, fields):
         self.fields = fields
         self.content_type = None
+        self.headers = None
         self.size = None
         self.received = 0
         self.chunks = []
@@ -75,7 +82,8 @@ class _Assembly:
         """
         @return: The L{Delivery}, with C{body}.
         """
-        return Delivery(*self.fields, self.content_type, self.size, body, self.oversize)
+        return Delivery(*self.fields, self.content_type, self.size, body, self.oversize,
+                        self.headers)
 
 
 def _violation(code, text, ids=(0, 0)):
@@ -154,15 +162,23 @@ class Contents:
             if kind == FRAME_HEADER and on == channel and 14 <= size <= limit \
                     and last < end and buf[last] == FRAME_END:
                 fields = _CONTENT_HEAD.unpack_from(buf, pos + 7)
+        # The common headers: a content type, and a headers table (a raw
+        # packet's timestamp, a stream's offset).
         if fields is not None and fields[0] == 60 and not fields[1] \
-                and not fields[3] & 0x7FFF and fields[2] <= self.max_body:
+                and not fields[3] & 0x5FFF and fields[2] <= self.max_body:
             body_size = fields[2]
-            content_type = None
-            if fields[3]:
-                at = pos + 21
+            content_type = headers = None
+            at = pos + 21
+            if fields[3] & 0x8000:
                 length = buf[at]
                 content_type = (buf[at + 1:at + 1 + length].decode("utf-8", "replace")
                                 if at + 1 + length <= last else False)
+                at += 1 + length
+            if fields[3] & 0x2000 and content_type is not False:
+                length, = _LONG.unpack_from(buf, at) if at + 4 <= last else (last,)
+                headers = buf[at + 4:at + 4 + length] if at + 4 + length <= last else None
+                if headers is None:
+                    content_type = False
             if content_type is not False:
                 pos = last + 1
                 body = b""
@@ -178,7 +194,8 @@ class Contents:
                 if body is not None:
                     self.next_frame = pos
                     return Delivery(channel, tag, delivery_tag, redelivered, exchange,
-                                    routing_key, content_type, body_size, body)
+                                    routing_key, content_type, body_size, body, False,
+                                    headers)
         self._open[channel] = _Assembly((channel, tag, delivery_tag, redelivered, exchange,
                                          routing_key))
         return None
@@ -216,6 +233,16 @@ class Contents:
             if at + 1 + length > last:
                 raise _violation(FRAME_ERROR, "the content type overruns the content header")
             delivery.content_type = buf[at + 1:at + 1 + length].decode("utf-8", "replace")
+            at += 1 + length
+        else:
+            at += 2
+        if flags & 0x2000:
+            if flags & 0x4000:
+                at += 1 + (buf[at] if at < last else 0)
+            length, = _LONG.unpack_from(buf, at) if at + 4 <= last else (last,)
+            if at + 4 + length > last:
+                raise _violation(FRAME_ERROR, "the headers table overruns the content header")
+            delivery.headers = buf[at + 4:at + 4 + length]
         delivery.size = size
         if size > self.max_body:
             delivery.oversize = True

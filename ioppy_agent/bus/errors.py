@@ -70,6 +70,19 @@ class QueueLocked(FatalBusError):
     """
 
 
+class StreamMismatch(FatalBusError):
+    """
+    The stream the program declares exists with other settings (its
+    retention): the broker keeps the first settings until it is deleted.
+    """
+
+
+class NotFound(FatalBusError):
+    """
+    A queue or stream the program reads does not exist.
+    """
+
+
 class QueueHeld(BusError):
     """
     Another connection holds the exclusive queue the program declares, and

@@ -56,7 +56,11 @@ CHANNEL_CLOSE_OK = (20, 41)
 METHOD_IDS = struct.Struct("!HH")
 _LONGLONG = struct.Struct("!Q")
 _SHORT = struct.Struct("!H")
+_DOUBLE = struct.Struct("!d")
 _END = bytes([FRAME_END])
+# The header a message whose body carries no time of its own (the raw wire
+# format) is stamped with: when it entered the bus, as a double.
+STAMP_HEADER = "timestamp"
 
 
 def method_name(class_id, method_id):
@@ -87,14 +91,24 @@ def shortstr(text):
     return bytes([len(data)]) + data
 
 
+class Timestamp(int):
+    """
+    Seconds since the epoch, to go in a field table as an AMQP timestamp
+    (C{T}) rather than as a number: a stream consumer's C{x-stream-offset}
+    is a point in time only as a timestamp.
+    """
+
+
 def encode_table(table):
     """
     Encode an AMQP 0-9-1 field table as RabbitMQ reads it: C{bool} as C{t},
-    C{int} as C{I} (or C{l} when it does not fit in 32 bits), C{str} and
-    C{bytes} as C{S}, C{dict} as a nested table C{F}.
+    C{int} as C{I} (or C{l} when it does not fit in 32 bits), L{Timestamp}
+    as C{T}, C{float} as C{d}, C{str} and C{bytes} as C{S}, C{dict} as a
+    nested table C{F}.
 
     txamqp's own encoder writes every non-string as a 32-bit integer, so it
-    cannot announce the boolean capabilities RabbitMQ looks for.
+    cannot announce the boolean capabilities RabbitMQ looks for, nor a
+    stream's retention in bytes, nor a timestamp.
 
     @raise TypeError: for any other type.
     """
@@ -103,6 +117,10 @@ def encode_table(table):
         out.append(shortstr(key))
         if isinstance(value, bool):
             out.append(b"t" + struct.pack("!B", value))
+        elif isinstance(value, Timestamp):
+            out.append(b"T" + _LONGLONG.pack(value))
+        elif isinstance(value, float):
+            out.append(b"d" + _DOUBLE.pack(value))
         elif isinstance(value, int):
             if -2 ** 31 <= value < 2 ** 31:
                 out.append(b"I" + struct.pack("!i", value))
@@ -119,6 +137,74 @@ def encode_table(table):
     return struct.pack("!I", len(body)) + body
 
 
+# Field value types: fixed-size ones by their struct (RabbitMQ's reading of
+# the 0-9-1 errata: s is a signed short, l a signed long long).
+_FIXED = {b"t": struct.Struct("!B"), b"b": struct.Struct("!b"), b"B": struct.Struct("!B"),
+          b"s": struct.Struct("!h"), b"u": struct.Struct("!H"), b"I": struct.Struct("!i"),
+          b"i": struct.Struct("!I"), b"l": struct.Struct("!q"), b"L": struct.Struct("!Q"),
+          b"f": struct.Struct("!f"), b"d": _DOUBLE, b"T": _LONGLONG}
+
+
+def decode_table(data):
+    """
+    Decode the entries of a field table (without its length prefix).
+
+    @return: A C{dict}; timestamps as L{Timestamp}, decimals as C{(scale,
+        value)}, strings as C{bytes}, arrays as lists.
+    @raise ValueError: for a table that is cut short or holds an unknown
+        type.
+    """
+    return _entries(data, 0, len(data), named=True)[0]
+
+
+def _entries(data, at, end, named):
+    found = {} if named else []
+    try:
+        while at < end:
+            if named:
+                length = data[at]
+                key = data[at + 1:at + 1 + length].decode("utf-8", "replace")
+                at += 1 + length
+            kind = data[at:at + 1]
+            at += 1
+            fixed = _FIXED.get(kind)
+            if fixed is not None:
+                value, = fixed.unpack_from(data, at)
+                at += fixed.size
+                if kind == b"t":
+                    value = bool(value)
+                elif kind == b"T":
+                    value = Timestamp(value)
+            elif kind == b"D":
+                value = (data[at], struct.unpack_from("!i", data, at + 1)[0])
+                at += 5
+            elif kind in (b"S", b"x", b"F", b"A"):
+                length, = struct.unpack_from("!I", data, at)
+                at += 4
+                if at + length > end:
+                    raise ValueError("a field overruns its table")
+                if kind == b"F":
+                    value = _entries(data, at, at + length, named=True)[0]
+                elif kind == b"A":
+                    value = _entries(data, at, at + length, named=False)[0]
+                else:
+                    value = bytes(data[at:at + length])
+                at += length
+            elif kind == b"V":
+                value = None
+            else:
+                raise ValueError(f"a field of unknown type {kind!r}")
+            if at > end:
+                raise ValueError("a field overruns its table")
+            if named:
+                found[key] = value
+            else:
+                found.append(value)
+    except (IndexError, struct.error):
+        raise ValueError("a field table cut short") from None
+    return found, at
+
+
 def pack_start_ok(channel, properties, mechanism, response, locale):
     """
     @return: The C{connection.start-ok} frame, its client properties encoded
@@ -131,6 +217,42 @@ def pack_start_ok(channel, properties, mechanism, response, locale):
     return pack_frame(FRAME_METHOD, channel, payload)
 
 
+def _bits(*flags):
+    return bytes([sum(1 << i for i, flag in enumerate(flags) if flag)])
+
+
+def pack_queue_declare(channel, ticket, queue, passive, durable, exclusive, auto_delete,
+                       nowait, arguments):
+    """
+    @return: A C{queue.declare} frame (the spec's fields, in its order), its
+        arguments encoded by L{encode_table}.
+    """
+    payload = (METHOD_IDS.pack(50, 10) + _SHORT.pack(ticket or 0) + shortstr(queue)
+               + _bits(passive, durable, exclusive, auto_delete, nowait)
+               + encode_table(arguments or {}))
+    return pack_frame(FRAME_METHOD, channel, payload)
+
+
+def pack_basic_consume(channel, ticket, queue, consumer_tag, no_local, no_ack, exclusive,
+                       nowait, arguments):
+    """
+    @return: A C{basic.consume} frame, its arguments encoded by
+        L{encode_table}.
+    """
+    payload = (METHOD_IDS.pack(60, 20) + _SHORT.pack(ticket or 0) + shortstr(queue)
+               + shortstr(consumer_tag) + _bits(no_local, no_ack, exclusive, nowait)
+               + encode_table(arguments or {}))
+    return pack_frame(FRAME_METHOD, channel, payload)
+
+
+def pack_basic_ack(channel, delivery_tag, multiple=False):
+    """
+    @return: A C{basic.ack} frame.
+    """
+    payload = METHOD_IDS.pack(60, 80) + _LONGLONG.pack(delivery_tag) + _bits(multiple)
+    return pack_frame(FRAME_METHOD, channel, payload)
+
+
 def pack_connection_close(reply_code, text, class_id=0, method_id=0):
     """
     @return: A C{connection.close} frame; C{text} is cut to fit a short
@@ -140,6 +262,16 @@ def pack_connection_close(reply_code, text, class_id=0, method_id=0):
     payload = (METHOD_IDS.pack(10, 50) + _SHORT.pack(reply_code) + bytes([len(data)]) + data
                + METHOD_IDS.pack(class_id, method_id))
     return pack_frame(FRAME_METHOD, 0, payload)
+
+
+# The methods with a field table that RabbitMQ must read right, packed
+# here: txamqp's encoder writes every number as a 32-bit integer.
+PACKED_HERE = {(10, 11): pack_start_ok, (50, 10): pack_queue_declare,
+               (60, 20): pack_basic_consume}
+
+# A headers table of one entry, C{timestamp} as a double, up to its value.
+STAMP_TABLE_HEAD = (struct.pack("!I", 1 + len(STAMP_HEADER) + 1 + _DOUBLE.size)
+                    + shortstr(STAMP_HEADER) + b"d")
 
 
 class Publisher:
@@ -157,19 +289,29 @@ class Publisher:
         self._exchange = shortstr(exchange)
         self._methods = {}
         self._headers = {}
+        self._stamped = {}
 
-    def frames(self, routing_key, body, content_type, frame_max):
+    def frames(self, routing_key, body, content_type, frame_max, timestamp=None):
         """
         @param frame_max: The negotiated frame size: bodies longer than
             C{frame_max - 8} go in several body frames.
+        @param timestamp: When the message entered the bus (seconds since the
+            epoch), for a body that does not say so itself: sent as the
+            C{headers} property C{{"timestamp": <double>}} (23 bytes).
         @return: The frames of one message, C{bytes}.
         """
         method = self._methods.get(routing_key)
         if method is None:
             method = self._method(routing_key)
-        header = self._headers.get(content_type)
-        if header is None:
-            header = self._header(content_type)
+        if timestamp is None:
+            header = self._headers.get(content_type)
+            if header is None:
+                header = self._header(content_type)
+        else:
+            header = self._stamped.get(content_type)
+            if header is None:
+                header = self._header(content_type, stamped=True)
+            header = (header[0], header[1] + _DOUBLE.pack(timestamp) + _END)
         size = len(body)
         chunk = frame_max - OVERHEAD
         if size <= chunk:
@@ -189,13 +331,20 @@ class Publisher:
             self._methods[routing_key] = frame
         return frame
 
-    def _header(self, content_type):
-        if content_type:
-            properties = b"\x80\x00" + shortstr(content_type)
-        else:
-            properties = b"\0\0"
-        head = FRAME_HEAD.pack(FRAME_HEADER, self.channel, 12 + len(properties))
-        frame = (head + METHOD_IDS.pack(60, 0), properties + _END)
-        if len(self._headers) < self.MAX_KEYS:
-            self._headers[content_type] = frame
+    def _header(self, content_type, stamped=False):
+        """
+        @return: The content header frame in two parts, to go either side of
+            the body size; with C{stamped}, the second part stops before the
+            timestamp's eight bytes and the end octet.
+        """
+        flags = (0x8000 if content_type else 0) | (0x2000 if stamped else 0)
+        properties = _SHORT.pack(flags) + (shortstr(content_type) if content_type else b"")
+        if stamped:
+            properties += STAMP_TABLE_HEAD
+        size = 12 + len(properties) + (_DOUBLE.size if stamped else 0)
+        head = FRAME_HEAD.pack(FRAME_HEADER, self.channel, size)
+        frame = (head + METHOD_IDS.pack(60, 0), properties if stamped else properties + _END)
+        kept = self._stamped if stamped else self._headers
+        if len(kept) < self.MAX_KEYS:
+            kept[content_type] = frame
         return frame

@@ -35,6 +35,8 @@ CAPABILITIES = {"authentication_failure_close": True, "connection.blocked": True
                 "consumer_cancel_notify": True}
 
 HANG_UP_WAIT = 1.0  # seconds to wait for close-ok after closing for a violation
+WHOLE = object()  # marks a consumer of whole deliveries in the registry
+
 
 class BusProtocol(AMQClient):
     """
@@ -43,9 +45,9 @@ class BusProtocol(AMQClient):
     @ivar consumers: Consumer tag to C{(handler, oversize)}: C{handler} takes
         C{(routing_key, body, content_type)} with C{body} always C{bytes};
         C{oversize} takes C{(routing_key, size)} for a message too large to
-        keep, or is C{None}.
-    @ivar login_sent: Whether C{connection.start-ok} (the credentials) went
-        out.
+        keep, or is C{None}; or C{(handler, WHOLE)}: C{handler} takes the
+        L{Delivery} itself (a stream's consumer, which acknowledges).
+    @ivar login_sent: Whether C{connection.start-ok} (the credentials) went out.
     @ivar tuned: Whether the broker answered it with C{connection.tune},
         which it does only if it accepted the credentials.
     @ivar blocked: Whether the broker asked us to stop publishing.
@@ -81,7 +83,6 @@ class BusProtocol(AMQClient):
         self.consumers = {}
         self.reader = FrameReader(framing.FRAME_MAX, max_body)
         self.conversation = Conversation()
-        self._start_ok = spec.classes.byname["connection"].methods.byname["start-ok"]
         self._hanging_up = None
         self._resuming = None
         self._first = True
@@ -89,13 +90,12 @@ class BusProtocol(AMQClient):
     # Writing.
 
     def _pack_frame(self, frame):
-        """
-        Pack C{connection.start-ok} with L{framing.encode_table}, everything
-        else with txamqp.
-        """
+        """Pack the methods of L{framing.PACKED_HERE} here, the rest with txamqp."""
         payload = frame.payload
-        if payload.type == Frame.METHOD and payload.method is self._start_ok:
-            return framing.pack_start_ok(frame.channel, *payload.args)
+        if payload.type == Frame.METHOD:
+            pack = framing.PACKED_HERE.get((payload.method.klass.id, payload.method.id))
+            if pack is not None:
+                return pack(frame.channel, *payload.args)
         return AMQClient._pack_frame(self, frame)
 
     def connectionMade(self):
@@ -264,7 +264,9 @@ class BusProtocol(AMQClient):
             return
         handler, oversize = consumer
         try:
-            if delivery.oversize:
+            if oversize is WHOLE:
+                handler(delivery)
+            elif delivery.oversize:
                 if oversize is None:
                     self._log.warn("dropped a {size}-byte message on {key}: larger than "
                                    "{limit} bytes", size=delivery.size,
@@ -339,7 +341,6 @@ class BusProtocol(AMQClient):
 
     # Heartbeats: txamqp re-arms a timer for every frame either way; here each
     # read and write only notes the time, and the timers look at it.
-
     _heard = 0.0
     _said = 0.0
 

@@ -17,8 +17,10 @@ from zope.interface import implementer
 
 from . import framing
 from .endpoint import TLS_ERRORS, tls_reason
-from .errors import (ACCESS_REFUSED, NOT_ALLOWED, NOT_FOUND, REPLY_SUCCESS, RESOURCE_LOCKED,
-                     AccessRefused, ExchangeMissing, LoginRefused, QueueLocked, TLSFailed)
+from .errors import (ACCESS_REFUSED, NOT_ALLOWED, NOT_FOUND, PRECONDITION_FAILED,
+                     REPLY_SUCCESS, RESOURCE_LOCKED, AccessRefused, ExchangeMissing,
+                     LoginRefused, NotFound, QueueLocked, StreamMismatch, TLSFailed)
+from .protocol import WHOLE
 
 DEFAULT_QUEUE_LIMIT = 1000
 # Bytes the connection may hold unsent before publishing pauses: about a
@@ -120,6 +122,7 @@ class BusSession:
         self.exchange = exchange
         self._tags = []
         self._publisher = framing.Publisher(channel.id, exchange)
+        self._to_queues = None
         self.closed = False
         self.paused = False
         transport = client.transport
@@ -178,6 +181,60 @@ class BusSession:
             yield self.channel.queue_bind(queue=name, exchange=self.exchange,
                                           routing_key=key)
 
+    @defer.inlineCallbacks
+    def declare_stream(self, name, bindings, arguments):
+        """
+        Declare a durable stream (C{x-queue-type} C{stream}, with the
+        retention in C{arguments}) bound to each key in C{bindings}.  It is
+        the broker's: it outlives this session and the program.
+
+        @raise StreamMismatch: if the stream exists with other settings (the
+            broker answers 406).
+        @raise ChannelClosed: if the broker refuses for another reason.
+        """
+        try:
+            yield self.channel.queue_declare(queue=name, durable=True,
+                                             arguments=dict(arguments,
+                                                            **{"x-queue-type": "stream"}))
+        except ChannelClosed as e:
+            code, text = reply_of(e)
+            if code == PRECONDITION_FAILED:
+                raise StreamMismatch(f"the stream {name!r} exists with other settings: "
+                                     f"{text}") from None
+            raise
+        for key in bindings:
+            yield self.channel.queue_bind(queue=name, exchange=self.exchange,
+                                          routing_key=key)
+
+    @defer.inlineCallbacks
+    def consume_stream(self, queue, handler, offset, prefetch):
+        """
+        Read the stream C{queue} from C{offset} (C{"first"}, C{"next"}, an
+        offset, or a L{framing.Timestamp}), C{prefetch} messages in flight;
+        C{handler} gets each L{Delivery}, and must L{ack} them.
+
+        @raise NotFound: if there is no such stream.
+        @return: A L{Deferred} that fires with the consumer tag.
+        """
+        tag = f"ioppy-{len(self._tags) + 1}"
+        self.client.consumers[tag] = (handler, WHOLE)
+        try:
+            yield self.channel.basic_qos(prefetch_count=prefetch)
+            reply = yield self.channel.basic_consume(
+                queue=queue, consumer_tag=tag, no_ack=False,
+                arguments={"x-stream-offset": offset})
+        except ChannelClosed as e:
+            del self.client.consumers[tag]
+            code, text = reply_of(e)
+            if code == NOT_FOUND:
+                raise NotFound(f"no stream {queue!r}: {text}") from None
+            raise
+        except Exception:
+            del self.client.consumers[tag]
+            raise
+        self._tags.append(reply.consumer_tag)
+        return reply.consumer_tag
+
     def bind(self, queue, key):
         """
         Bind C{queue} to C{key} on the session's exchange, while consuming.
@@ -210,18 +267,43 @@ class BusSession:
         self._tags.append(reply.consumer_tag)
         return reply.consumer_tag
 
-    def publish(self, routing_key, body, content_type):
+    def publish(self, routing_key, body, content_type, timestamp=None):
         """
         Publish C{body} (C{bytes}) on the session's exchange: the method,
         header and body frames are written at once.
 
+        @param timestamp: When the message entered the bus, sent in its
+            C{timestamp} header (see L{framing.Publisher.frames}), or C{None}.
         @return: C{False} if nothing was sent (see L{refusal}).
         """
         if self.refusal() is not None:
             return False
         self.client.write_frames(self._publisher.frames(routing_key, body, content_type,
+                                                        self.client.MAX_LENGTH, timestamp))
+        return True
+
+    def publish_to_queue(self, queue, body, content_type):
+        """
+        Publish C{body} straight to C{queue}, through the default exchange
+        (a reader's end-of-window marker in a stream).
+        """
+        if self.refusal() == "not connected":
+            return False
+        if self._to_queues is None:
+            self._to_queues = framing.Publisher(self.channel.id, "")
+        self.client.write_frames(self._to_queues.frames(queue, body, content_type,
                                                         self.client.MAX_LENGTH))
         return True
+
+    def ack(self, delivery_tag, multiple=True):
+        """
+        Acknowledge the delivery C{delivery_tag} (and, with C{multiple},
+        every one before it), as a stream consumer must for more to come.
+        """
+        if self.refusal() == "not connected":
+            return
+        self.client.write_frames(framing.pack_basic_ack(self.channel.id, delivery_tag,
+                                                        multiple))
 
     def publish_message(self, message):
         """

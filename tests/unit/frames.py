@@ -36,13 +36,17 @@ def deliver(channel=1, tag="ioppy-1", key="toAgent.a.ip.tun.packet.raw", deliver
 
 
 def header(channel=1, size=0, content_type="application/json", class_id=60, weight=0,
-           extra_flags=()):
+           extra_flags=(), headers=None):
     """
     @param extra_flags: More property-flag words after the first (each must
         say whether another follows in its lowest bit).
+    @param headers: The C{headers} property: a field table, encoded with its
+        length.
     @return: A content header frame.
     """
     flags = 0x8000 if content_type is not None else 0
+    if headers is not None:
+        flags |= 0x2000
     if extra_flags:
         flags |= 1
     payload = struct.pack("!HHQH", class_id, weight, size, flags)
@@ -50,6 +54,8 @@ def header(channel=1, size=0, content_type="application/json", class_id=60, weig
         payload += struct.pack("!H", word)
     if content_type is not None:
         payload += shortstr(content_type)
+    if headers is not None:
+        payload += headers
     return frame(2, channel, payload)
 
 
@@ -66,8 +72,10 @@ def message(data, channel=1, pieces=1, **kwargs):
         C{pieces} body frames.
     """
     content_type = kwargs.pop("content_type", "application/json")
+    headers = kwargs.pop("headers", None)
     step = max(1, -(-len(data) // pieces))
-    frames = [deliver(channel, **kwargs), header(channel, len(data), content_type)]
+    frames = [deliver(channel, **kwargs),
+              header(channel, len(data), content_type, headers=headers)]
     frames += [body(channel, data[i:i + step]) for i in range(0, len(data), step)]
     return b"".join(frames)
 

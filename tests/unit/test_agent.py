@@ -511,13 +511,16 @@ class RawWireTests(AgentTestCase):
     def test_publishes_raw(self):
         """
         With --wire raw, a packet is published as its own bytes, as
-        application/octet-stream.
+        application/octet-stream, with the time it entered the bus in its
+        timestamp header (the JSON body carries it itself).
         """
         device, session = self.connect()
         device.inbound.append(PACKET)
         self.agent.port.doRead()
-        self.assertEqual(session.published, [("fromAgent.agent_1.ip.tun.packet.raw", PACKET,
-                                              "application/octet-stream")])
+        packets = [m for m in session.published if ".packet." in m[0]]
+        self.assertEqual(packets, [("fromAgent.agent_1.ip.tun.packet.raw", PACKET,
+                                    "application/octet-stream")])
+        self.assertEqual(session.stamps, [self.reactor.seconds()])
 
     def test_reads_both(self):
         """

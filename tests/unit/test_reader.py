@@ -4,11 +4,13 @@ methods and deliveries out, and everything AMQP does not allow refused
 with its reply code.  Pure: bytes only, no reactor, no txamqp.
 """
 
+import struct
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from ioppy_agent.bus import errors
+from ioppy_agent.bus import errors, framing
 from ioppy_agent.bus.reader import Delivery, FrameReader, MethodFrame
 
 from . import frames as f
@@ -124,6 +126,70 @@ class EventTests(ReaderTestCase):
         data = f.deliver() + f.header(size=1, extra_flags=(0x0001, 0x0000)) + f.body(data=b"x")
         [delivery] = self.events(data)
         self.assertEqual(delivery.content_type, "application/json")
+
+
+class HeadersTests(ReaderTestCase):
+    """
+    The C{headers} property (a raw packet's timestamp, a stream's offset) is
+    kept as it came, for the consumer to decode.
+    """
+
+    TABLE = framing.encode_table({"timestamp": 1764242400.25, "x-stream-offset": 2 ** 40})
+
+    def test_whole_in_one_read(self):
+        """
+        A delivery read in one go keeps its headers table (without the
+        length) beside its content type.
+        """
+        [delivery] = self.events(f.message(b"\x45", content_type="application/octet-stream",
+                                           headers=self.TABLE))
+        self.assertEqual((delivery.content_type, delivery.body),
+                         ("application/octet-stream", b"\x45"))
+        self.assertEqual(framing.decode_table(delivery.headers),
+                         {"timestamp": 1764242400.25, "x-stream-offset": 2 ** 40})
+
+    def test_in_pieces(self):
+        """
+        So does one whose frames come one read at a time, also without a
+        content type.
+        """
+        for content_type in ("application/json", None):
+            self.setUp()
+            stream = f.message(b"\x45abc", pieces=2, content_type=content_type,
+                               headers=self.TABLE)
+            events = [e for i in range(len(stream)) for e in self.events(stream[i:i + 1])]
+            [delivery] = events
+            self.assertEqual((delivery.content_type, delivery.body), (content_type, b"\x45abc"))
+            self.assertEqual(framing.decode_table(delivery.headers)["timestamp"],
+                             1764242400.25)
+
+    def test_none(self):
+        """
+        A message without the property has C{None}.
+        """
+        [delivery] = self.events(f.message(b"\x45"))
+        self.assertIsNone(delivery.headers)
+
+    def test_overrun(self):
+        """
+        A headers table longer than its content header is a frame error.
+        """
+        table = struct.pack("!I", 500) + b"\x01x"
+        self.assertViolation(f.deliver() + f.header(size=1, headers=table) + f.body(data=b"x"),
+                             errors.FRAME_ERROR, "headers table overruns")
+
+    def test_published_stamp_read(self):
+        """
+        What L{framing.Publisher} sends with a timestamp, the reader gives
+        back: the publisher's header frame after a C{basic.deliver}.
+        """
+        frames = framing.Publisher(1, "amq.topic").frames(
+            "k", b"\x45xyz", "application/octet-stream", 131072, timestamp=1764242400.5)
+        method_end = 7 + struct.unpack_from("!I", frames, 3)[0] + 1
+        [delivery] = self.events(f.deliver() + frames[method_end:])
+        self.assertEqual(delivery.body, b"\x45xyz")
+        self.assertEqual(framing.decode_table(delivery.headers),
+                         {framing.STAMP_HEADER: 1764242400.5})
 
 
 class LimitTests(ReaderTestCase):
