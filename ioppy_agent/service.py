@@ -78,7 +78,7 @@ class BusService(service.MultiService):
         self._opened = False
         self._open_error = None
         self._metrics = metrics
-        self._metrics_port = None
+        self._ports = []
 
     # The hooks.
 
@@ -144,8 +144,8 @@ class BusService(service.MultiService):
             self.open()
             if self._metrics.port is not None:
                 # Listened on here, before twistd drops privileges.
-                self._metrics_port = metrics.listen(
-                    self.reactor, self._metrics, metrics.registry_for(*self.identity(), self))
+                self.keep_listening(metrics.listen(
+                    self.reactor, self._metrics, metrics.registry_for(*self.identity(), self)))
         except (CannotStart, metrics.MetricsUnavailable) as e:
             self._open_error = str(e)
 
@@ -180,11 +180,18 @@ class BusService(service.MultiService):
             yield self.connector.stop(self.farewell(), CLOSE_TIMEOUT)
         finally:
             self.release()
-            if self._metrics_port is not None:
-                yield self._metrics_port.stopListening()
+            for port in self._ports:
+                yield port.stopListening()
             yield service.MultiService.stopService(self)
 
     # For the subclasses.
+
+    def keep_listening(self, port):
+        """
+        Note a listening port (metrics, the live page), to stop listening on
+        when the service stops.
+        """
+        self._ports.append(port)
 
     def drop(self, reason, detail=None):
         """

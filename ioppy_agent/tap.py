@@ -8,8 +8,6 @@ L{BusConfig} and a L{ReportConfig}.  C{make_*_service} only builds
 objects and does no I/O.
 """
 
-import ipaddress
-import math
 import os
 import re
 
@@ -18,82 +16,31 @@ from twisted.python import usage
 
 from .addressing import BadAddress, check_name, default_addresses
 from .agent import AgentConfig, AgentService
-from .bus import DEFAULT_EXCHANGE, DEFAULT_HEARTBEAT, BusConfig
-from .bus.tls import TLSConfigError, TLSSettings, load_ca, load_client_certificate
 from .metrics import DEFAULT_ADDRESS as DEFAULT_METRICS_ADDRESS, MetricsConfig
+from .options import BusOptions, number, port_and_address, writable_path
 from .process import ProcessControl
+from .recorder.stream import (DEFAULT_MAX_AGE, STREAM, BadRetention, RecordConfig, parse_age,
+                              parse_size)
 from .router import BadTopology, RouterConfig, RouterService, read_topology
 from .routes import network
 from .stats import ReportConfig
+from .web import DEFAULT_ADDRESS as DEFAULT_WEB_ADDRESS, WebConfig
 from .tun import IFNAMSIZ
-from .url import DEFAULT_URL, BadURL, parse_amqp_url
 from .wire import WIRE_FORMATS
 
-_EXCHANGE = re.compile(r"[A-Za-z0-9_.:-]{1,255}\Z")
 _NETNS = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
 _IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,%d}\Z" % (IFNAMSIZ - 1))
 
 
-def _number(options, key, minimum, strictly=False):
+class CommonOptions(BusOptions):
     """
-    Convert option C{key} to a float of at least (or above) C{minimum}.
-    """
-    text = options[key]
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise usage.UsageError(f"--{key} {text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value < minimum or (strictly and value == minimum):
-        bound = f"more than {minimum:g}" if strictly else f"at least {minimum:g}"
-        raise usage.UsageError(f"--{key} {text!r} must be {bound}")
-    options[key] = value
-
-
-def _writable_path(options, key):
-    """
-    Check that the directory of path option C{key} exists.
-    """
-    path = options[key]
-    if path is None:
-        return
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise usage.UsageError(f"--{key} {path}: the directory {directory} does not exist")
-
-
-def read_url_file(path):
-    """
-    @return: The lines of C{path} that are neither empty nor comments: one
-        URL per broker.
-    @raise usage.UsageError: if there is none or the file cannot be read.
-    """
-    try:
-        with open(path, encoding="utf-8") as f:
-            urls = [line.strip() for line in f]
-    except OSError as e:
-        raise usage.UsageError(f"--url-file {path}: {e.strerror}") from None
-    urls = [url for url in urls if url and not url.startswith("#")]
-    if not urls:
-        raise usage.UsageError(f"--url-file {path} holds no URL")
-    return urls
-
-
-class CommonOptions(usage.Options):
-    """
-    The options both programs take: where the bus is, and what to report.
-    L{postOptions} leaves a L{BusConfig} in C{self["bus"]} and a
-    L{ReportConfig} in C{self["report"]}.
+    The options both twistd programs take: the bus's, and what to report.
+    L{postOptions} leaves a L{BusConfig} in C{self["bus"]}, a
+    L{ReportConfig} in C{self["report"]} and a L{MetricsConfig} in
+    C{self["metrics"]}.
     """
 
-    optParameters = [
-        ["url-file", None, None,
-         "Read the AMQP URLs from this file, one per line (keeps the password out "
-         "of ps)."],
-        ["exchange", "x", DEFAULT_EXCHANGE, "Topic exchange to publish and bind on."],
-        ["tls-ca", None, None, "amqps: PEM file of the CAs that sign the broker's "
-                               "certificate (default: the system's CAs)."],
-        ["tls-cert", None, None, "amqps: PEM client certificate to present."],
-        ["tls-key", None, None, "amqps: PEM private key of --tls-cert (if not in it)."],
+    optParameters = BusOptions.optParameters + [
         ["stats-interval", None, "60", "Seconds between summary lines in the log "
                                        "(0: none)."],
         ["status-file", None, None, "Keep a JSON status file here (counters and "
@@ -103,91 +50,20 @@ class CommonOptions(usage.Options):
                                      "/metrics (default: none)."],
         ["metrics-address", None, DEFAULT_METRICS_ADDRESS,
          "Address to serve --metrics-port on (default: loopback only)."],
-        ["heartbeat", None, str(DEFAULT_HEARTBEAT),
-         "AMQP heartbeat in seconds: a broker silent for twice this long is taken "
-         "for dead and the connection made again (0: no heartbeats)."],
     ]
 
-    def __init__(self):
-        usage.Options.__init__(self)
-        self["urls"] = []
-
-    def opt_url(self, url):
-        """
-        AMQP URL amqp://user:password@host[:port]/vhost, or amqps:// for TLS.
-        Give it once per broker of a cluster: on failure the next is tried.
-        (default: --url-file, else $AMQP_URL, else amqp://guest:guest@localhost/)
-        """
-        self["urls"].append(url)
-
-    opt_u = opt_url
-
     def postOptions(self):
-        if self["urls"] and self["url-file"] is not None:
-            raise usage.UsageError("give --url or --url-file, not both")
-        if self["url-file"] is not None:
-            texts = read_url_file(self["url-file"])
-        else:
-            texts = self["urls"] or [os.environ.get("AMQP_URL") or DEFAULT_URL]
-        try:
-            self["urls"] = [parse_amqp_url(text) for text in texts]
-        except BadURL as e:
-            raise usage.UsageError(f"--url: {e}") from None
-        self["url"] = self["urls"][0]
-        if not _EXCHANGE.match(self["exchange"] or ""):
-            raise usage.UsageError(
-                f"--exchange {self['exchange']!r}: use 1 to 255 letters, digits, "
-                "'_', '-', '.' or ':'")
-        self["tls"] = self._tls()
-        try:
-            self["heartbeat"] = int(self["heartbeat"])
-        except ValueError:
-            raise usage.UsageError(f"--heartbeat {self['heartbeat']!r} is not a whole "
-                                   "number of seconds") from None
-        if not 0 <= self["heartbeat"] <= 3600:
-            raise usage.UsageError(f"--heartbeat {self['heartbeat']} is outside 0..3600")
-        _number(self, "stats-interval", 0)
-        _number(self, "status-interval", 0, strictly=True)
-        _writable_path(self, "status-file")
-        self["bus"] = BusConfig(urls=tuple(self["urls"]), exchange=self["exchange"],
-                                tls=self["tls"], heartbeat=self["heartbeat"])
+        BusOptions.postOptions(self)
+        number(self, "stats-interval", 0)
+        number(self, "status-interval", 0, strictly=True)
+        writable_path(self, "status-file")
         self["metrics"] = self._metrics()
         self["report"] = ReportConfig(stats_interval=self["stats-interval"],
                                       status_file=self["status-file"],
                                       status_interval=self["status-interval"])
 
     def _metrics(self):
-        port, address = self["metrics-port"], self["metrics-address"]
-        if port is None:
-            return MetricsConfig()
-        try:
-            port = int(port)
-        except ValueError:
-            raise usage.UsageError(f"--metrics-port {port!r} is not a port number") from None
-        if not 1 <= port <= 65535:
-            raise usage.UsageError(f"--metrics-port {port} is outside 1..65535")
-        try:
-            ipaddress.ip_address(address)
-        except ValueError:
-            raise usage.UsageError(f"--metrics-address {address!r} is not an IP "
-                                   "address") from None
-        return MetricsConfig(port, address)
-
-    def _tls(self):
-        given = [k for k in ("tls-ca", "tls-cert", "tls-key") if self[k] is not None]
-        if not any(url.tls for url in self["urls"]):
-            if given:
-                raise usage.UsageError(f"--{given[0]} needs an amqps:// URL")
-            return None
-        if self["tls-key"] is not None and self["tls-cert"] is None:
-            raise usage.UsageError("--tls-key needs --tls-cert")
-        try:
-            ca = load_ca(self["tls-ca"]) if self["tls-ca"] else None
-            cert = (load_client_certificate(self["tls-cert"], self["tls-key"])
-                    if self["tls-cert"] else None)
-        except TLSConfigError as e:
-            raise usage.UsageError(str(e)) from None
-        return TLSSettings(ca, cert)
+        return MetricsConfig(*port_and_address(self, "metrics"))
 
 
 class AgentOptions(CommonOptions):
@@ -244,7 +120,7 @@ class AgentOptions(CommonOptions):
             raise usage.UsageError(f"--route: {e}") from None
         if self["name"] is None:
             raise usage.UsageError("--name is required, for example --name agent_1")
-        _number(self, "report-interval", 0)
+        number(self, "report-interval", 0)
         try:
             check_name(self["name"])
             self["addresses"] = default_addresses(
@@ -265,7 +141,7 @@ class AgentOptions(CommonOptions):
         if self["netns"] is not None and not _NETNS.match(self["netns"]):
             raise usage.UsageError(f"--netns {self['netns']!r} is not a namespace name "
                                    "(letters, digits, '_', '-', '.')")
-        _writable_path(self, "pcap")
+        writable_path(self, "pcap")
         if self["wire"] not in WIRE_FORMATS:
             raise usage.UsageError(f"--wire {self['wire']!r}: use json or raw")
 
@@ -298,10 +174,25 @@ class RouterOptions(CommonOptions):
          'JSON file of fixed routes: {"links": [["agent_1", "agent_2"]], '
          '"observers": ["agent_TT"]}'],
         ["pcap-dir", None, None, "Write every packet routed to <dir>/<vhost>.pcap."],
+        ["record-max-age", None, DEFAULT_MAX_AGE,
+         "With --record: drop recorded packets older than this (RabbitMQ's units: "
+         "Y, M (months), D, h, m (minutes), s)."],
+        ["record-max-bytes", None, "1GiB",
+         "With --record: keep at most this much of the record (500MB, 2GiB, ...)."],
+        ["web-port", None, None, "Serve the live page of the session on this TCP port "
+                                 "(default: none)."],
+        ["web-address", None, DEFAULT_WEB_ADDRESS,
+         "Address to serve --web-port on (default: loopback only)."],
+    ]
+    optFlags = [
+        ["record", None, f"Keep every packet of the session in the broker's stream "
+                         f"{STREAM!r}, for ioppy-capture."],
     ]
 
     def postOptions(self):
         CommonOptions.postOptions(self)
+        self["record"] = self._record()
+        self["web"] = WebConfig(*port_and_address(self, "web"))
         if self["pcap-dir"] is not None and not os.path.isdir(self["pcap-dir"]):
             raise usage.UsageError(f"--pcap-dir {self['pcap-dir']} is not a directory")
         if self["topology"] is not None:
@@ -310,12 +201,26 @@ class RouterOptions(CommonOptions):
             except BadTopology as e:
                 raise usage.UsageError(f"--topology {e}") from None
 
+    def _record(self):
+        given = [key for key in ("record-max-age", "record-max-bytes")
+                 if self[key] != self.defaults[key]]
+        if not self["record"]:
+            if given:
+                raise usage.UsageError(f"--{given[0]} needs --record")
+            return None
+        try:
+            return RecordConfig(max_age=parse_age(self["record-max-age"]),
+                                max_bytes=parse_size(self["record-max-bytes"]))
+        except BadRetention as e:
+            raise usage.UsageError(str(e)) from None
+
     def config(self):
         """
         @return: The L{RouterConfig} these options describe.
         """
         return RouterConfig(bus=self["bus"], report=self["report"], metrics=self["metrics"],
-                            topology=self["topology"], pcap_dir=self["pcap-dir"])
+                            topology=self["topology"], pcap_dir=self["pcap-dir"],
+                            record=self["record"], web=self["web"])
 
 
 def _wrap(child, process):
