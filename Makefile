@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-SOURCES := $(shell find ioppy_agent twisted -name '*.py' -o -name '*.xml') setup.cfg setup.py
+SOURCES := $(shell find ioppy_agent twisted -name '*.py' -o -name '*.xml' -o -path '*/static/*') setup.cfg setup.py
 # Where make bench writes its tables and plot (git ignores bench-results/).
 ifndef BENCH_OUT
 BENCH_OUT := bench-results/$(shell date -u +%Y%m%d-%H%M%S)
@@ -59,12 +59,18 @@ system:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-# What only the tests use: tshark reads the pcap files the programs write.
+# What only the tests use: tshark reads the pcap files the programs write;
+# headless Chromium and its driver load the router's live page.
 test-tools:
-	@command -v tshark >/dev/null 2>&1 || { \
-		echo "installing: tshark"; \
+	@missing=""; \
+	command -v tshark >/dev/null 2>&1 || missing="$$missing tshark"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
 		DEBIAN_FRONTEND=noninteractive apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends tshark; }
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
 
 # The broker: started when it is not running, then waited for (bounded).
 broker: system

@@ -28,8 +28,9 @@ and each binding to a topic exchange):
     C{toAgent.agent_N.*}, C{testingtool.component.ready} and the packet
     keys addressed to it (C{fromAgent.<any>.ip.tun.packet.to.agent_N},
     C{...packet.all}); an observer also binds every packet key;
-  - the router: its queue C{ioppy.router}; publish C{toAgent.*} and its
-    announcement; bind anything.
+  - the router: its queue C{ioppy.router} and the session's recording
+    stream C{ioppy.record} (which ioppy-capture reads with the router's
+    URL file); publish C{toAgent.*} and its announcement; bind anything.
 
 The pure part (L{grants}, L{url_for}) is separate from running
 C{rabbitmqctl} (L{Rabbitmqctl}), which the tests replace.
@@ -94,8 +95,12 @@ def router_grant(session, exchange=DEFAULT_EXCHANGE):
     """
     @return: The L{Grant} of the session's router.
     """
-    resources = _alternatives(r"ioppy\.router", re.escape(exchange))
-    return Grant(user=f"{session}.{ROUTER}", configure=r"^ioppy\.router$", write=resources,
+    queues = (r"ioppy\.router", r"ioppy\.record")
+    resources = _alternatives(*queues, re.escape(exchange))
+    # amq.default: ioppy-capture marks the end of what it reads by publishing
+    # straight to the recording stream.
+    return Grant(user=f"{session}.{ROUTER}", configure=_alternatives(*queues),
+                 write=_alternatives(*queues, re.escape(exchange), r"amq\.default"),
                  read=resources,
                  topic_write=_alternatives(r"toAgent\..+", r"testingtool\.component\.ready"),
                  topic_read=".*")

@@ -9,15 +9,20 @@ from typing import Optional
 from urllib.parse import quote
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from .. import control, wire
 from ..actions import Capture, Drop, Forward
-from ..bus import BusConfig, BusConnector, QueueHeld, QueueLocked
+from ..bus import BusConfig, BusConnector, QueueHeld, QueueLocked, StreamMismatch
 from ..pcap import PcapError, PcapWriter
 from ..metrics import MetricsConfig
+from ..recorder import stream
+from ..recorder.stream import RecordConfig
 from ..service import BusService, CannotStart
 from ..stats import ReportConfig, status_of, summary_line
+from ..web import WebConfig, WebUnavailable, live
+from ..web.view import SessionView
 from .core import PacketRouter
 from .policy import FanOut, FixedTopology
 from .topology import Topology
@@ -45,6 +50,8 @@ class RouterConfig:
     metrics: MetricsConfig = MetricsConfig()
     topology: Optional[Topology] = None
     pcap_dir: Optional[str] = None
+    record: Optional[RecordConfig] = None
+    web: WebConfig = WebConfig()
 
     @property
     def pcap_path(self):
@@ -108,6 +115,11 @@ class RouterService(BusService):
         policy = FixedTopology(config.topology) if config.topology else FanOut()
         self.router = PacketRouter(policy, router_id=os.urandom(6).hex(),
                                    capture=config.pcap_dir is not None)
+        self.view = SessionView(self.router, self.connector, self.counters,
+                                lambda: self.standing_by, config.topology,
+                                config.record.describe() if config.record else None)
+        self.feed = live.LiveFeed(reactor, self.view.snapshot)
+        self._recording_said = False
 
     def open(self):
         if self.config.pcap_dir is not None:
@@ -115,11 +127,48 @@ class RouterService(BusService):
                 self.pcap = PcapWriter(self.config.pcap_path, self.reactor)
             except PcapError as e:
                 raise CannotStart(str(e)) from None
+        if self.config.web.port is not None:
+            # Listened on here, before twistd drops privileges.
+            try:
+                self.keep_listening(live.listen(self.reactor, self.config.web, self.feed))
+            except WebUnavailable as e:
+                raise CannotStart(str(e)) from None
+
+    def started(self):
+        if self.config.web.port is not None:
+            self.feed.start()
+            self._log.info("live page on http://{address}:{port}/",
+                           address=self.config.web.address, port=self.config.web.port)
+
+    def stopping(self):
+        self.feed.stop()
+
+    @defer.inlineCallbacks
+    def _record(self, session):
+        """
+        Declare the session's recording stream, bound to the packet keys: the
+        broker then keeps a copy of every packet as it routes it.
+        """
+        record = self.config.record
+        try:
+            yield session.declare_stream(record.name, stream.BINDINGS, record.arguments())
+        except StreamMismatch as e:
+            raise StreamMismatch(
+                f"{e}; give the --record-max-age and --record-max-bytes it was made with, "
+                f"or delete it (and the packets in it) with: rabbitmqctl delete_queue -p "
+                f"{self.connector.url.vhost} {record.name}") from None
+        if not self._recording_said:
+            self._recording_said = True
+            self._log.info("recording every packet in the {what}", what=record.describe())
 
     def setup(self, session):
         url = self.connector.url
         bindings = BINDINGS + (CAPTURE_BINDINGS if self.config.pcap_dir is not None else ())
-        d = session.declare_queue(ROUTER_QUEUE, bindings)
+        if self.config.record is not None:
+            d = self._record(session)
+            d.addCallback(lambda _: session.declare_queue(ROUTER_QUEUE, bindings))
+        else:
+            d = session.declare_queue(ROUTER_QUEUE, bindings)
 
         def locked(reason):
             # Another router holds the queue (or, after a broker node hung,
@@ -158,6 +207,12 @@ class RouterService(BusService):
         yield GaugeMetricFamily("ioppy_router_standby",
                                 "1 while another router holds the router's queue.",
                                 value=1 if self.standing_by else 0)
+        yield GaugeMetricFamily("ioppy_router_recording",
+                                "1 if the session's packets are kept in the record stream.",
+                                value=1 if self.config.record is not None else 0)
+        yield GaugeMetricFamily("ioppy_router_web_clients",
+                                "Live pages open (event streams).",
+                                value=len(self.feed.clients))
         agents = self.router.steering.agents
         yield GaugeMetricFamily("ioppy_router_agents", "Agents the router knows.",
                                 value=len(agents))

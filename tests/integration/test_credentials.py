@@ -7,12 +7,14 @@ agent_1's credentials the broker refuses what only agent_2 may do.
 import os
 import subprocess
 import sys
+import time
 
 from ioppy_agent.url import parse_amqp_url
 
 from .. import lab
 
 from .harness import Namespace, Program, require
+from .test_observing import CAPTURE, FIELDS, echoes, tshark_fields
 from .test_tunnel import CONNECTED, TunnelTestCase
 
 SESSION_COMMAND = os.path.join(os.path.dirname(sys.executable), "ioppy-session")
@@ -95,4 +97,38 @@ class SessionTests(TunnelTestCase):
         for program in (router, *agents, impostor):
             self.assertNotIn(password, program.text())
         self.assertNotIn(password, self.made)
+        self.assertStops(*agents, router)
+
+    def test_recorder(self):
+        """
+        The router's credentials may make and read the session's record
+        (ioppy-capture marks the end of its window through the default
+        exchange); a participant's may not read it: exit 3.
+        """
+        ns1, ns2 = Namespace(self.addCleanup), Namespace(self.addCleanup)
+        router = Program(self.addCleanup, "ioppy-router", "--url-file", self.file("router"),
+                         "--record")
+        router.wait_for("router connected to")
+        agents = [Program(self.addCleanup, "ioppy-agent", "--url-file", self.file(name),
+                          "--name", name, "--netns", ns.name)
+                  for name, ns in (("agent_1", ns1), ("agent_2", ns2))]
+        for agent in agents:
+            agent.wait_for(r"routes from the router: 1 destinations \(1 direct\)")
+        since = time.time()
+        self.assertPings(ns1, "10.2.0.2", count=3)
+        until = time.time()
+        out = os.path.join(self.dir, "case.pcapng")
+        done = subprocess.run([CAPTURE, "--url-file", self.file("router"), "--since",
+                               f"{since:.3f}", "--until", f"{until:.3f}", "-o", out],
+                              capture_output=True, text=True, timeout=60)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(len(echoes(tshark_fields(out, *FIELDS))), 6, done.stderr)
+        refused = subprocess.run([CAPTURE, "--url-file", self.file("agent_1"), "-o",
+                                  os.path.join(self.dir, "no.pcapng")],
+                                 capture_output=True, text=True, timeout=60)
+        print(f"\n  agent_1 reading the record (exit {refused.returncode}): "
+              f"{refused.stderr.strip().splitlines()[-1]}", flush=True)
+        self.assertEqual(refused.returncode, 3, refused.stderr)
+        self.assertIn("ACCESS_REFUSED", refused.stderr)
+        self.assertNotIn(parse_amqp_url(self.agent1_url).password, refused.stderr)
         self.assertStops(*agents, router)

@@ -11,6 +11,7 @@ from twisted.scripts._twistd_unix import ServerOptions
 from twisted.trial.unittest import SynchronousTestCase
 
 from ioppy_agent.cli import ConnectOptions
+from ioppy_agent.recorder.capture import CaptureOptions
 from ioppy_agent.tap import AgentOptions, RouterOptions
 
 from .test_layout import PACKAGE, ROOT, modules
@@ -101,13 +102,20 @@ class OptionDocsTests(SynchronousTestCase):
         self.assertEqual(documented("### `ioppy-agent connect`"),
                          options_of(ConnectOptions) - options_of(AgentOptions))
 
+    def test_capture(self):
+        """
+        The table of C{ioppy-capture} lists exactly its options.
+        """
+        self.assertEqual(documented("### `ioppy-capture`"), options_of(CaptureOptions))
+
     def test_every_option_mentioned_exists(self):
         """
         Every --option the README and the operating guide mention is one of
         the programs', twistd's or the bench scripts'.
         """
         known = (options_of(AgentOptions) | options_of(RouterOptions)
-                 | options_of(ConnectOptions) | options_of(ServerOptions)
+                 | options_of(ConnectOptions) | options_of(CaptureOptions)
+                 | options_of(ServerOptions)
                  | scripts_options() | session_options() | BUILT_IN | ELSEWHERE)
         for path in (README, OPERATING, ARCHITECTURE):
             mentioned = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]+)(?![A-Za-z.])",
