@@ -22,21 +22,27 @@ test: setup test-tools
 # The bench: latency and throughput of the tunnel next to the kernel's own
 # path and the broker's rate; the scale run (2, 10, 30 agents); the broker
 # wake-up run (private RabbitMQ nodes, default and busy-wait schedulers);
-# then the soak (1,000,000 packets, memory sampled).  Results go to
+# the soak (1,000,000 packets, memory sampled); then the session recorder
+# off and on, and ioppy-capture reading a window back.  Results go to
 # $(BENCH_OUT); copy a run into docs/ on purpose.
 bench: setup bench-tools
 	$(BIN)/python scripts/bench.py --out $(BENCH_OUT)
 	$(BIN)/python scripts/scale.py --out $(BENCH_OUT)
 	$(BIN)/python scripts/latency.py --out $(BENCH_OUT)
 	$(BIN)/python scripts/soak.py --out $(BENCH_OUT)
+	$(BIN)/python scripts/recorder.py --out $(BENCH_OUT)
 	@echo "bench results in $(BENCH_OUT)"
 
 bench-tools: install
 	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install -q matplotlib
-	@command -v iperf3 >/dev/null 2>&1 || { \
-		echo "installing: iperf3"; \
+	@missing=""; \
+	command -v iperf3 >/dev/null 2>&1 || missing="$$missing iperf3"; \
+	command -v tshark >/dev/null 2>&1 || missing="$$missing tshark"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
 		DEBIAN_FRONTEND=noninteractive apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends iperf3; }
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
 
 unit: install
 	$(BIN)/python -m twisted.trial --temp-directory=_trial_temp tests.unit

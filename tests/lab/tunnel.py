@@ -29,10 +29,11 @@ class Tunnel:
     """
 
     def __init__(self, cleanup, log_dir, agent_args=(), status_interval=1.0, agents=2,
-                 vhost=None, twistd=TWISTD, direct_within=15.0):
+                 vhost=None, twistd=TWISTD, direct_within=15.0, router_args=()):
         """
         @param vhost: The L{VHost} to use; by default a new one on the
             machine's broker.
+        @param router_args: More options for the router (C{--record}).
         @param direct_within: How long to wait for the router's routes.
         """
         self.vhost = vhost if vhost is not None else VHost(cleanup)
@@ -44,7 +45,8 @@ class Tunnel:
         common = ["--url", self.vhost.url, "--stats-interval", "0",
                   "--status-interval", str(status_interval)]
         router = Program(cleanup, "ioppy-router", *common, "--status-file",
-                         self.status_files["router"], log_dir=log_dir, twistd=twistd)
+                         self.status_files["router"], *router_args, log_dir=log_dir,
+                         twistd=twistd)
         router.wait_for("router connected to")
         self.programs = {"router": router}
         for name in names:

@@ -50,6 +50,9 @@ function plot(canvas, rates) {
     });
     ctx.stroke();
   }
+  ctx.fillStyle = "#666";
+  ctx.font = "10px sans-serif";
+  ctx.fillText("peak " + top.toFixed(top < 10 ? 1 : 0) + "/s", 2, 10);
 }
 
 function cell(row, cls, value) {
