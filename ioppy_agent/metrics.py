@@ -26,35 +26,20 @@ Metrics (every name starts with C{ioppy_}):
     other C{process_*} figures of prometheus_client.
 """
 
-from dataclasses import dataclass
-
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.twisted import MetricsResource
-from twisted.internet.error import CannotListenError
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from . import __version__
 from .bus import State
+from .listening import CannotServe, ListenConfig, listen_tcp
 
-DEFAULT_ADDRESS = "127.0.0.1"
-
-
-@dataclass(frozen=True)
-class MetricsConfig:
-    """
-    Where to serve the metrics: C{port} C{None} for nowhere.
-    """
-
-    port: int = None
-    address: str = DEFAULT_ADDRESS
-
-
-class MetricsUnavailable(Exception):
-    """
-    The metrics port could not be listened on; the message says why.
-    """
+# Where to serve the metrics (port None: nowhere), and the error when it
+# cannot be listened on.
+MetricsConfig = ListenConfig
+MetricsUnavailable = CannotServe
 
 
 class BusCollector:
@@ -124,8 +109,4 @@ def listen(reactor, config, registry):
     """
     root = Resource()
     root.putChild(b"metrics", MetricsResource(registry=registry))
-    try:
-        return reactor.listenTCP(config.port, Site(root), interface=config.address)
-    except CannotListenError as e:
-        raise MetricsUnavailable(f"--metrics-port {config.port} on {config.address}: "
-                                 f"{e.socketError}") from None
+    return listen_tcp(reactor, config, Site(root), "metrics")

@@ -16,7 +16,8 @@ from twisted.python import usage
 
 from .addressing import BadAddress, check_name, default_addresses
 from .agent import AgentConfig, AgentService
-from .metrics import DEFAULT_ADDRESS as DEFAULT_METRICS_ADDRESS, MetricsConfig
+from .listening import LOOPBACK
+from .metrics import MetricsConfig
 from .options import BusOptions, number, port_and_address, writable_path
 from .process import ProcessControl
 from .recorder.stream import (DEFAULT_MAX_AGE, STREAM, BadRetention, RecordConfig, parse_age,
@@ -24,7 +25,7 @@ from .recorder.stream import (DEFAULT_MAX_AGE, STREAM, BadRetention, RecordConfi
 from .router import BadTopology, RouterConfig, RouterService, read_topology
 from .routes import network
 from .stats import ReportConfig
-from .web import DEFAULT_ADDRESS as DEFAULT_WEB_ADDRESS, WebConfig
+from .web import WebConfig
 from .tun import IFNAMSIZ
 from .wire import WIRE_FORMATS
 
@@ -48,7 +49,7 @@ class CommonOptions(BusOptions):
         ["status-interval", None, "5", "Seconds between rewrites of --status-file."],
         ["metrics-port", None, None, "Serve Prometheus metrics on this TCP port, at "
                                      "/metrics (default: none)."],
-        ["metrics-address", None, DEFAULT_METRICS_ADDRESS,
+        ["metrics-address", None, LOOPBACK,
          "Address to serve --metrics-port on (default: loopback only)."],
     ]
 
@@ -181,7 +182,7 @@ class RouterOptions(CommonOptions):
          "With --record: keep at most this much of the record (500MB, 2GiB, ...)."],
         ["web-port", None, None, "Serve the live page of the session on this TCP port "
                                  "(default: none)."],
-        ["web-address", None, DEFAULT_WEB_ADDRESS,
+        ["web-address", None, LOOPBACK,
          "Address to serve --web-port on (default: loopback only)."],
     ]
     optFlags = [

@@ -287,6 +287,7 @@ class BusPump(AMQPump):
     @ivar producer: The producer registered, if any.
     @ivar paused: Whether the protocol paused reading.
     @ivar written: Every byte the client wrote after the protocol header.
+    @ivar undecoded: The frames txamqp's decoder could not read back.
     """
 
     disconnecting = False
@@ -297,6 +298,7 @@ class BusPump(AMQPump):
     def __init__(self):
         AMQPump.__init__(self)
         self.written = b""
+        self.undecoded = []
 
     def registerProducer(self, producer, streaming):
         self.producer = producer
@@ -314,7 +316,12 @@ class BusPump(AMQPump):
         self.written += data
         while data:
             size = struct.unpack("!I", data[3:7])[0]
-            AMQPump.write(self, data[:size + 8])
+            try:
+                AMQPump.write(self, data[:size + 8])
+            except ValueError:
+                # A field table txamqp's decoder cannot read (a timestamp, a
+                # 64-bit size): the frame is in written only.
+                self.undecoded.append(data[:size + 8])
             data = data[size + 8:]
 
     def pump(self, channel, payload):

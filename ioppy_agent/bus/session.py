@@ -156,7 +156,6 @@ class BusSession:
             return "send buffer full"
         return None
 
-    @defer.inlineCallbacks
     def declare_queue(self, name, bindings, max_length=DEFAULT_QUEUE_LIMIT):
         """
         Declare an exclusive, auto-delete queue that keeps at most
@@ -167,21 +166,13 @@ class BusSession:
             answers 405).
         @raise ChannelClosed: if the broker refuses for another reason.
         """
-        try:
-            yield self.channel.queue_declare(
-                queue=name, exclusive=True, auto_delete=True,
-                arguments={"x-max-length": max_length, "x-overflow": "drop-head"})
-        except ChannelClosed as e:
-            code, text = reply_of(e)
-            if code == RESOURCE_LOCKED:
-                raise QueueLocked(f"queue {name!r} is held by another connection: "
-                                  f"{text}") from None
-            raise
-        for key in bindings:
-            yield self.channel.queue_bind(queue=name, exchange=self.exchange,
-                                          routing_key=key)
+        return self._declare(
+            name, bindings,
+            {RESOURCE_LOCKED: lambda text: QueueLocked(f"queue {name!r} is held by another "
+                                                       f"connection: {text}")},
+            exclusive=True, auto_delete=True,
+            arguments={"x-max-length": max_length, "x-overflow": "drop-head"})
 
-    @defer.inlineCallbacks
     def declare_stream(self, name, bindings, arguments):
         """
         Declare a durable stream (C{x-queue-type} C{stream}, with the
@@ -192,15 +183,25 @@ class BusSession:
             broker answers 406).
         @raise ChannelClosed: if the broker refuses for another reason.
         """
+        return self._declare(
+            name, bindings,
+            {PRECONDITION_FAILED: lambda text: StreamMismatch(
+                f"the stream {name!r} exists with other settings: {text}")},
+            durable=True, arguments=dict(arguments, **{"x-queue-type": "stream"}))
+
+    @defer.inlineCallbacks
+    def _declare(self, name, bindings, refusals, **fields):
+        """
+        Declare queue C{name} with C{fields} and bind it to each key in
+        C{bindings}.  If the broker refuses with a reply code of
+        C{refusals}, its error (made from the broker's text) is raised.
+        """
         try:
-            yield self.channel.queue_declare(queue=name, durable=True,
-                                             arguments=dict(arguments,
-                                                            **{"x-queue-type": "stream"}))
+            yield self.channel.queue_declare(queue=name, **fields)
         except ChannelClosed as e:
             code, text = reply_of(e)
-            if code == PRECONDITION_FAILED:
-                raise StreamMismatch(f"the stream {name!r} exists with other settings: "
-                                     f"{text}") from None
+            if code in refusals:
+                raise refusals[code](text) from None
             raise
         for key in bindings:
             yield self.channel.queue_bind(queue=name, exchange=self.exchange,

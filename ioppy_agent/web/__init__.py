@@ -8,22 +8,9 @@ links and rates, updated by server-sent events.
     the event stream every open page listens to.
 """
 
-from dataclasses import dataclass
+from ..listening import CannotServe, ListenConfig
 
-DEFAULT_ADDRESS = "127.0.0.1"
-
-
-@dataclass(frozen=True)
-class WebConfig:
-    """
-    Where to serve the page: C{port} C{None} for nowhere.
-    """
-
-    port: int = None
-    address: str = DEFAULT_ADDRESS
-
-
-class WebUnavailable(Exception):
-    """
-    The web port could not be listened on; the message says why.
-    """
+# Where to serve the page (port None: nowhere), and the error when it cannot
+# be served.
+WebConfig = ListenConfig
+WebUnavailable = CannotServe

@@ -7,12 +7,12 @@ snapshot every second to each open page.
 import importlib.resources
 
 import orjson
-from twisted.internet.error import CannotListenError
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
+from ..listening import listen_tcp
 from . import WebUnavailable
 
 # Seconds between snapshots; open event streams at most.
@@ -106,26 +106,22 @@ class _Asset(Resource):
         return self._body
 
 
-class _State(Resource):
+class _FromFeed(Resource):
     isLeaf = True
 
     def __init__(self, feed):
         Resource.__init__(self)
         self._feed = feed
 
+
+class _State(_FromFeed):
     def render_GET(self, request):
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
         return self._feed.current()
 
 
-class _Events(Resource):
-    isLeaf = True
-
-    def __init__(self, feed):
-        Resource.__init__(self)
-        self._feed = feed
-
+class _Events(_FromFeed):
     def render_GET(self, request):
         request.setHeader(b"content-type", b"text/event-stream")
         request.setHeader(b"cache-control", b"no-store")
@@ -173,8 +169,4 @@ def listen(reactor, config, feed):
         assets = load_assets()
     except OSError as e:
         raise WebUnavailable(f"the live page's files cannot be read: {e}") from None
-    try:
-        return reactor.listenTCP(config.port, site(feed, assets), interface=config.address)
-    except CannotListenError as e:
-        raise WebUnavailable(f"--web-port {config.port} on {config.address}: "
-                             f"{e.socketError}") from None
+    return listen_tcp(reactor, config, site(feed, assets), "web")

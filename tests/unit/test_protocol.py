@@ -4,6 +4,8 @@ txamqp protocol and the session, driven through a L{BusPump} with a
 L{Clock}.
 """
 
+import struct
+
 from twisted.internet import abstract
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactor, StringTransport
@@ -13,8 +15,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from txamqp.client import ChannelClosed, Closed
 from txamqp.codec import Codec
 
-from ioppy_agent.bus.errors import (AccessRefused, ExchangeMissing, LoginRefused,
-                                    QueueLocked, TLSFailed)
+from ioppy_agent.bus import framing
+from ioppy_agent.bus.errors import (AccessRefused, ExchangeMissing, LoginRefused, NotFound,
+                                    QueueLocked, StreamMismatch, TLSFailed)
 from ioppy_agent.bus.connector import describe
 from ioppy_agent.bus.protocol import BusProtocol, load_spec
 from ioppy_agent.bus.session import BusSession, open_session, reply_of
@@ -765,3 +768,94 @@ class CloseTests(SessionTestCase):
         self.assertEqual(self.client.lost_reason,
                          "the broker closed the connection: 320 CONNECTION_FORCED - bye")
         self.assertFalse(self.pump.connected)
+
+
+class StreamSessionTests(SessionTestCase):
+    """
+    L{BusSession}'s stream operations, as frames.
+    """
+
+    def test_declare_stream(self):
+        """
+        A stream is durable, of type stream, with its retention as 64-bit
+        numbers and strings, and bound to each key.
+        """
+        d = self.session.declare_stream("ioppy.record", ["k1"],
+                                        {"x-max-age": "1h", "x-max-length-bytes": 1 << 33})
+        one = self.pump.channel(1)
+        one.queue_declare_ok(queue="ioppy.record", message_count=0, consumer_count=0)
+        one.queue_bind_ok()
+        self.successResultOf(d)
+        [declare] = self.pump.undecoded
+        payload = declare[7:-1]
+        self.assertEqual(struct.unpack_from("!HH", payload), (50, 10))
+        self.assertEqual(payload[6:19], b"\x0cioppy.record")
+        self.assertEqual(payload[19], 0b10)  # durable
+        self.assertEqual(framing.decode_table(payload[24:]),
+                         {"x-max-age": b"1h", "x-max-length-bytes": 1 << 33,
+                          "x-queue-type": b"stream"})
+        [bind] = [f.payload for f in self.pump.outgoing[1]]
+        self.assertEqual(bind.args[1:4], ("ioppy.record", "amq.topic", "k1"))
+
+    def test_stream_mismatch(self):
+        """
+        A stream that exists with other settings (406) fails with
+        L{StreamMismatch}.
+        """
+        d = self.session.declare_stream("ioppy.record", [], {"x-max-age": "1h"})
+        self.pump.channel(1).channel_close(reply_code=406, reply_text="PRECONDITION_FAILED",
+                                           class_id=50, method_id=10)
+        error = self.failureResultOf(d, StreamMismatch).value
+        self.assertIn("'ioppy.record' exists with other settings: PRECONDITION_FAILED",
+                      str(error))
+
+    def test_consume_stream(self):
+        """
+        Reading a stream sets the prefetch, consumes with acknowledgements
+        from a timestamp, hands each whole delivery to the handler, and
+        acknowledges as told.
+        """
+        got = []
+        d = self.session.consume_stream("ioppy.record", got.append, framing.Timestamp(99), 50)
+        one = self.pump.channel(1)
+        one.basic_qos_ok()
+        one.basic_consume_ok(consumer_tag="ioppy-1")
+        self.assertEqual(self.successResultOf(d), "ioppy-1")
+        [qos] = [f.payload for f in self.pump.outgoing[1]]
+        self.assertEqual(qos.args[1], 50)
+        [consume] = self.pump.undecoded
+        payload = consume[7:-1]
+        self.assertEqual(struct.unpack_from("!HH", payload), (60, 20))
+        self.assertEqual(payload[6:27], b"\x0cioppy.record\x07ioppy-1")
+        self.assertEqual(payload[27], 0)  # no-ack off: acknowledged
+        self.assertEqual(framing.decode_table(payload[32:]),
+                         {"x-stream-offset": framing.Timestamp(99)})
+        self.pump.send(delivery_bytes(self.client, b"\x45", key="fromAgent.a.ip.tun.packet.raw"))
+        [delivery] = got
+        self.assertEqual((delivery.body, delivery.routing_key),
+                         (b"\x45", "fromAgent.a.ip.tun.packet.raw"))
+        self.session.ack(delivery.delivery_tag)
+        self.assertTrue(self.pump.written.endswith(
+            framing.pack_basic_ack(1, delivery.delivery_tag, True)))
+
+    def test_no_stream(self):
+        """
+        A stream that does not exist (404) fails with L{NotFound}.
+        """
+        d = self.session.consume_stream("ioppy.record", list.append, "first", 10)
+        one = self.pump.channel(1)
+        one.basic_qos_ok()
+        one.channel_close(reply_code=404, reply_text="NOT_FOUND - no queue", class_id=60,
+                          method_id=20)
+        self.assertIn("no stream 'ioppy.record'",
+                      str(self.failureResultOf(d, NotFound).value))
+        self.assertEqual(self.session.client.consumers, {})
+
+    def test_publish_to_queue(self):
+        """
+        A marker goes straight to a queue, through the default exchange.
+        """
+        self.assertTrue(self.session.publish_to_queue("ioppy.record", b"m", "x/y"))
+        method, header, body = [f.payload for f in self.pump.outgoing[1]]
+        self.assertEqual(method.args[1:3], ("", "ioppy.record"))
+        self.assertEqual(as_bytes(body.content), b"m")
