@@ -132,7 +132,7 @@ class RecorderTests(TunnelTestCase):
     def test_follow(self):
         """
         --follow writes packets as they come, to standard output, readable
-        while the capture runs; SIGINT ends it with status 0.
+        while the capture runs; SIGINT (Ctrl-C) ends it with status 0.
         """
         ns1, ns2 = Namespace(self.addCleanup), Namespace(self.addCleanup)
         router = self.router("--record")
@@ -143,8 +143,12 @@ class RecorderTests(TunnelTestCase):
         os.mkdir(directory)
         path = os.path.join(directory, "live.pcapng")
         with open(path, "wb") as out:
+            # Ctrl-C as at a terminal: a shell without job control starts
+            # background commands with SIGINT ignored, and CI may be one.
             follow = subprocess.Popen([CAPTURE, "--url", self.vhost.url, "--follow"],
-                                      stdout=out, stderr=subprocess.PIPE)
+                                      stdout=out, stderr=subprocess.PIPE,
+                                      preexec_fn=lambda: signal.signal(signal.SIGINT,
+                                                                       signal.SIG_DFL))
             self.addCleanup(lambda: follow.poll() is None and follow.kill())
             time.sleep(1.0)
             self.assertPings(ns1, "10.2.0.2", count=3)
