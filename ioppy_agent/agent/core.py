@@ -62,7 +62,6 @@ class AgentCore:
         self.routes = None
         self._clock = clock
         self._raw = wire_format == "raw"
-        self._content_type = wire.RAW if self._raw else wire.JSON
         self._interface_name = interface_name
         self._key_out = wire.packet_from(name)
         self._key_in = wire.packet_to(name)

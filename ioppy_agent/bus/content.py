@@ -86,6 +86,17 @@ class _Assembly:
                         self.headers)
 
 
+def _table(buf, at, last):
+    """
+    @return: The entries of the field table at C{buf[at]}, or C{None} if it
+        does not end before C{last}.
+    """
+    if at + 4 > last:
+        return None
+    end = at + 4 + _LONG.unpack_from(buf, at)[0]
+    return buf[at + 4:end] if end <= last else None
+
+
 def _violation(code, text, ids=(0, 0)):
     return ProtocolViolation(code, text, *ids)
 
@@ -175,10 +186,9 @@ class Contents:
                                 if at + 1 + length <= last else False)
                 at += 1 + length
             if fields[3] & 0x2000 and content_type is not False:
-                length, = _LONG.unpack_from(buf, at) if at + 4 <= last else (last,)
-                headers = buf[at + 4:at + 4 + length] if at + 4 + length <= last else None
+                headers = _table(buf, at, last)
                 if headers is None:
-                    content_type = False
+                    content_type = False  # cut short: the checks of header() say so
             if content_type is not False:
                 pos = last + 1
                 body = b""
@@ -239,10 +249,9 @@ class Contents:
         if flags & 0x2000:
             if flags & 0x4000:
                 at += 1 + (buf[at] if at < last else 0)
-            length, = _LONG.unpack_from(buf, at) if at + 4 <= last else (last,)
-            if at + 4 + length > last:
+            delivery.headers = _table(buf, at, last)
+            if delivery.headers is None:
                 raise _violation(FRAME_ERROR, "the headers table overruns the content header")
-            delivery.headers = buf[at + 4:at + 4 + length]
         delivery.size = size
         if size > self.max_body:
             delivery.oversize = True

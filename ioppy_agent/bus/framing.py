@@ -307,17 +307,18 @@ class Publisher:
             header = self._headers.get(content_type)
             if header is None:
                 header = self._header(content_type)
+            stamp = b""
         else:
             header = self._stamped.get(content_type)
             if header is None:
                 header = self._header(content_type, stamped=True)
-            header = (header[0], header[1] + _DOUBLE.pack(timestamp) + _END)
+            stamp = _DOUBLE.pack(timestamp) + _END
         size = len(body)
         chunk = frame_max - OVERHEAD
         if size <= chunk:
-            return b"".join((method, header[0], _LONGLONG.pack(size), header[1],
+            return b"".join((method, header[0], _LONGLONG.pack(size), header[1], stamp,
                              FRAME_HEAD.pack(FRAME_BODY, self.channel, size), body, _END))
-        parts = [method, header[0], _LONGLONG.pack(size), header[1]]
+        parts = [method, header[0], _LONGLONG.pack(size), header[1], stamp]
         for start in range(0, size, chunk):
             part = body[start:start + chunk]
             parts += [FRAME_HEAD.pack(FRAME_BODY, self.channel, len(part)), part, _END]
