@@ -95,7 +95,10 @@ def started_info(body):
     found = []
     broadcast = None
     try:
-        host4 = obj.get("ipv4_host")
+        # ioppytest's message template has ipv4_host; the original agent
+        # 0.2.20 fills ipv4_address (its TUN's configuration) and leaves
+        # ipv4_host null.
+        host4 = obj.get("ipv4_host") or obj.get("ipv4_address")
         if isinstance(host4, str) and host4:
             found.append(network(host4))
             mask = obj.get("ipv4_netmask")
@@ -151,6 +154,11 @@ def tun_start_addresses(body):
     @raise BadMessage: if a field is missing or not text.
     """
     obj = decode_json(body)
+    # The original agent reads ipv4_address and gives its TUN a /24; the
+    # message template has ipv4_host and ipv4_netmask.
+    if not obj.get("ipv4_host") and obj.get("ipv4_address"):
+        obj = dict(obj, ipv4_host=obj["ipv4_address"],
+                   ipv4_netmask=obj.get("ipv4_netmask") or "255.255.255.0")
     fields = {}
     for key in ("ipv4_host", "ipv4_netmask", "ipv6_prefix", "ipv6_host"):
         value = obj.get(key)

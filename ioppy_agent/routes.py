@@ -130,15 +130,24 @@ class Directory:
         return self.owner(version, address) == name
 
 
-def source_allowed(directory, name, packet, version, source):
+def source_allowed(directory, name, packet, version, source, link_local=False):
     """
+    @param link_local: Whether C{name} may also send from any IPv6
+        link-local address (C{fe80::/10}).  The router allows it for an
+        original ioppytest agent, whose TUN has a kernel-made link-local
+        address beside C{fe80::<host>} that it never announces; an ioppy
+        agent announces every address it sends from.
     @return: Whether agent C{name} may send C{packet} from C{source}: one of
         its addresses, or for IPv6 the unspecified address on ICMPv6 and
         hop-by-hop packets (duplicate-address detection, MLD).
     """
     if directory.owner(version, source) == name:
         return True
-    return version == 6 and source == _V6_UNSPECIFIED and packet[6] in _FROM_UNSPECIFIED
+    if version != 6:
+        return False
+    if link_local and source[0] == 0xFE and source[1] & 0xC0 == 0x80:
+        return True
+    return source == _V6_UNSPECIFIED and packet[6] in _FROM_UNSPECIFIED
 
 
 @dataclass(frozen=True)

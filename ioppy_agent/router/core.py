@@ -111,8 +111,6 @@ class PacketRouter:
             return self._bound(routing_key, body)
         if routing_key.endswith(_STATS):
             return self._stats(routing_key, body)
-        if routing_key == wire.COMPONENT_READY:
-            return self._component(routing_key, body, self._learn)
         if routing_key == wire.COMPONENT_SHUTDOWN:
             return self._component(routing_key, body, self._forget)
         if routing_key == wire.LOSSY_LINK_START:
@@ -225,7 +223,8 @@ class PacketRouter:
         steering = self.steering
         agent = steering.agents.get(sender)
         if agent is not None and agent.announced:
-            if not source_allowed(steering.directory, sender, packet, version, source):
+            if not source_allowed(steering.directory, sender, packet, version, source,
+                                  link_local=not agent.direct):
                 return Drop("source not sender's", f"dropped a packet from {sender}: its source "
                                                    f"{_shown(version, source)} is not one of "
                                                    f"{sender}'s addresses")

@@ -34,7 +34,7 @@ DELIVERIES_PER_READ = 1024
 STANDBY_RETRY = 1.0
 BINDINGS = (wire.ANY_PACKET_FROM_AGENT, wire.ANY_TUN_STARTED, wire.ANY_TUN_BOUND,
             wire.ANY_TUN_STATS,
-            wire.COMPONENT_READY, wire.COMPONENT_SHUTDOWN, wire.LOSSY_LINK_START)
+            wire.COMPONENT_SHUTDOWN, wire.LOSSY_LINK_START)
 # With --pcap-dir: the packets that go straight between agents, too.
 CAPTURE_BINDINGS = (wire.direct_binding("*", "*"), wire.group_binding("*"))
 

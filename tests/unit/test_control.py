@@ -114,6 +114,17 @@ class ControlTests(SynchronousTestCase):
         self.assertRaises(wire.BadMessage, control.tun_start_addresses,
                           b'{"ipv4_host": "10.2.0.1"}')
 
+    def test_tun_start_ipv4_address(self):
+        """
+        A C{tun.start} in the original agent's terms, C{ipv4_address} with
+        C{ipv4_host} null and no netmask, gives the /24 that agent would
+        configure.
+        """
+        body = (b'{"ipv4_address": "10.2.0.7", "ipv4_host": null, "ipv6_prefix": "bbbb",'
+                b' "ipv6_host": "7"}')
+        self.assertEqual(control.tun_start_addresses(body),
+                         ("10.2.0.7/255.255.255.0", "bbbb", "7"))
+
 
 class RoutesMessageTests(SynchronousTestCase):
     """

@@ -110,14 +110,33 @@ class LearningTests(RouterTestCase):
         self.assertEqual([str(n) for n in self.router.steering.agents["agent_2"].networks],
                          ["10.2.0.2/32", "bbbb::2/128", "fe80::2/128"])
 
-    def test_learns_from_ready(self):
+    def test_ready_is_not_an_agent(self):
         """
-        component.ready makes a component known; the router's own name and
-        invalid names are ignored.
+        component.ready, as ioppytest's capture dumpers, sniffer and
+        coordinator send it, makes no agent: only a TUN's announcement or a
+        packet does.
         """
-        for name in ("agent_3", "packet_router", "a.b"):
-            self.route(*ready(name), None)
-        self.assertEqual(self.router.agents, ["agent_3"])
+        for name in ("capture_dumper_11a73bb2", "sniffing", "agent_3"):
+            self.assertIsNone(self.route(*ready(name), None))
+        self.assertEqual(self.router.agents, [])
+        self.assertEqual(self.router.take_control(), [])
+
+    def test_learns_original_ipv4_address(self):
+        """
+        The original agent 0.2.20 announces its IPv4 address as
+        C{ipv4_address}, with C{ipv4_host} null: the router learns it, and
+        forwards to it over IPv4.
+        """
+        body = json.dumps({"_api_version": "1.2.15", "ipv4_address": "10.2.0.2",
+                           "ipv4_host": None, "ipv4_netmask": "255.255.255.0",
+                           "ipv4_network": "10.2.0.0", "ipv6_prefix": "bbbb",
+                           "ipv6_host": "2", "name": "agent_2"}).encode()
+        self.route("fromAgent.agent_2.ip.tun.started", body, wire.JSON)
+        self.assertEqual([str(n) for n in self.router.steering.agents["agent_2"].networks],
+                         ["10.2.0.2/32", "bbbb::2/128", "fe80::2/128"])
+        forward = self.send("agent_1", ipv4("10.2.0.1", "10.2.0.2"))
+        self.assertEqual([m.routing_key for m in forward.messages],
+                         ["toAgent.agent_2.ip.tun.packet.raw"])
 
     def test_learns_from_packet(self):
         """
@@ -193,6 +212,23 @@ class ForwardingTests(RouterTestCase):
         self.assertEqual(action.reason, "no route")
         self.assertIn("10.2.0.77", action.detail)
 
+    def test_original_link_local(self):
+        """
+        An original agent's kernel-made link-local address, which it never
+        announces, may be its source (its router solicitations and
+        neighbour discovery); an ioppy agent's may not, and other sources
+        stay refused for both.
+        """
+        self.route(*started("agent_3", direct=False), None)
+        self.route(*started("agent_4"), None)
+        solicitation = ipv6("fe80::886:9aba:dc88:c164", "ff02::2")
+        self.assertEqual(type(self.send("agent_3", solicitation)), Forward)
+        self.assertEqual(self.send("agent_4", solicitation).reason, "source not sender's")
+        self.assertEqual(self.send("agent_3", ipv6("bbbb::9", "bbbb::4")).reason,
+                         "source not sender's")
+        self.assertEqual(self.send("agent_3", ipv4("10.2.0.9", "10.2.0.4")).reason,
+                         "source not sender's")
+
     def test_source_checked(self):
         """
         A packet whose source is not its sender's is dropped.
@@ -232,7 +268,7 @@ class ForwardingTests(RouterTestCase):
             (b'{"data": [69, 999]}', wire.JSON), (b"", wire.RAW), (BODY, "text/plain"))]
         drops.append(self.route(wire.LOSSY_LINK_START, b'{"number_of_packets_to_drop": "x"}',
                                 None))
-        drops.append(self.route(wire.COMPONENT_READY, b"[]", None))
+        drops.append(self.route(wire.COMPONENT_SHUTDOWN, b"[]", None))
         self.assertEqual({d.reason for d in drops}, {"bad message"})
         self.assertIn("dropped a message on fromAgent.agent_1.ip.tun.packet.raw: body is not",
                       drops[0].detail)
@@ -601,7 +637,7 @@ class RouterServiceTests(SynchronousTestCase):
         The summary and status name the agents and the broker state.
         """
         self.service.connector.connect(self.session)
-        self.session.deliver(ROUTER_QUEUE, *ready("agent_2"))
+        self.session.deliver(ROUTER_QUEUE, *started("agent_2"))
         line, status = self.service.describe()
         self.assertIn("agents: agent_2; broker connected", line)
         self.assertEqual((status["agents"], status["state"], status["broker"]),
