@@ -213,9 +213,16 @@ class LivePageTests(TunnelTestCase):
         return browser
 
     def cell(self, browser, agent, name):
-        from selenium.webdriver.common.by import By
-        rows = browser.find_elements(By.CSS_SELECTOR, f'tr[data-agent="{agent}"] td.{name}')
-        return rows[0].text if rows else None
+        """
+        @return: The text of one cell, or C{None} while there is none.  It is
+            read inside the page in one script call: the page redraws its
+            rows every second, and an element found by one WebDriver call
+            may be gone (stale) by the next.
+        """
+        return browser.execute_script(
+            "var cell = document.querySelector(arguments[0]);"
+            " return cell ? cell.innerText : null;",
+            f'tr[data-agent="{agent}"] td.{name}')
 
     def test_page(self):
         """
@@ -239,11 +246,12 @@ class LivePageTests(TunnelTestCase):
             time.sleep(0.2)
         self.assertIn("10.2.0.1/32", self.cell(browser, "agent_1", "addr"))
         self.assertEqual(self.cell(browser, "agent_2", "broker"), "127.0.0.1:5672")
-        from selenium.webdriver.common.by import By
-        links = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#links li")]
+        links = browser.execute_script(
+            "return Array.from(document.querySelectorAll('#links li'), li => li.innerText);")
         self.assertEqual(links, ["agent_1 \u2194 agent_2"])
         self.assertIn("recording: stream 'ioppy.record'",
-                      browser.find_element(By.ID, "router").text)
+                      browser.execute_script(
+                          "return document.getElementById('router').innerText;"))
 
         seen = [self.cell(browser, "agent_1", "packets")]
         ping = subprocess.Popen(["ip", "netns", "exec", ns1.name, "ping", "-c", "25", "-i",
