@@ -27,15 +27,6 @@ class Forward(NamedTuple):
     packet: Optional[bytes] = None
 
 
-class Capture(NamedTuple):
-    """
-    A packet that passed between two agents without this program: record
-    it (in the capture file), nothing else.
-    """
-
-    packet: bytes
-
-
 class Reroute(NamedTuple):
     """
     New routes from the router: bind the agent's queue to C{bind}, unbind it

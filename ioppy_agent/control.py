@@ -10,15 +10,17 @@ reading them back.  Pure functions, no I/O.
     the broker) and C{ioppy_routes} (the prefixes routed behind their host);
   - C{toAgent.<name>.ip.tun.start}: addresses an agent is asked to use;
   - C{routing.lossy.link.start}: drop the next N packets of the session;
-  - C{toAgent.<name>.ip.tun.routes}: the router's routes for one agent
+
+and this project's own, under C{ioppy.#} where ioppytest's tools do not
+look (see L{ioppy_agent.keys}):
+
+  - C{ioppy.routes.<name>}: the router's routes for one agent
     (L{ioppy_agent.routes.Routes});
-  - C{fromAgent.<name>.ip.tun.bound}: the agent has made the bindings of
-    those routes, so others may now send to it straight;
-  - C{fromAgent.<name>.ip.tun.stats}: the agent's counters, every
-    C{--report-interval} seconds, for the router's metrics (packets that
-    go straight between agents never reach the router).  It has no
-    C{interface_name}, so ioppytest's sniffer, which keeps only bodies
-    whose C{interface_name} holds C{tun}, leaves it alone.
+  - C{ioppy.bound.<name>}: the agent has made the bindings of those routes,
+    so others may now send to it straight;
+  - C{ioppy.stats.<name>}: the agent's counters, every C{--report-interval}
+    seconds, for the router's metrics (packets that go straight between
+    agents never reach the router).
 """
 
 import ipaddress
@@ -26,8 +28,8 @@ import json
 
 from .addressing import BadAddress
 from .routes import BadRoutes, network, routes_from_json
-from .wire import (API_VERSION, COMPONENT_READY, COMPONENT_SHUTDOWN, BadMessage, Message,
-                   decode_json, routes_key, tun_bound, tun_started, tun_stats)
+from . import keys
+from .wire import API_VERSION, BadMessage, Message, decode_json
 
 
 def control(routing_key, **fields):
@@ -42,7 +44,7 @@ def component_ready(name):
     """
     @return: C{testingtool.component.ready} for component C{name}.
     """
-    return control(COMPONENT_READY, component=name,
+    return control(keys.COMPONENT_READY, component=name,
                    description="Component READY to start test suite.")
 
 
@@ -50,7 +52,7 @@ def component_shutdown(name):
     """
     @return: C{testingtool.component.shutdown} for component C{name}.
     """
-    return control(COMPONENT_SHUTDOWN, component=name,
+    return control(keys.COMPONENT_SHUTDOWN, component=name,
                    description=f"{name} is out!. Bye!")
 
 
@@ -75,7 +77,7 @@ def started(name, addresses, routes=()):
     @param routes: The prefixes routed behind the agent's host.
     @return: C{fromAgent.<name>.ip.tun.started} announcing C{addresses}.
     """
-    return control(tun_started(name), name=name, re_route_packets_host=None,
+    return control(keys.tun_started(name), name=name, re_route_packets_host=None,
                    re_route_packets_if=None, re_route_packets_prefix=_ioppytest_prefix(routes),
                    ioppy_direct=True, ioppy_routes=[str(r) for r in routes],
                    **addresses.started_fields())
@@ -173,7 +175,7 @@ def routes_message(name, routes):
     """
     @return: The message telling agent C{name} its L{Routes}.
     """
-    return control(routes_key(name), **routes.to_json())
+    return control(keys.routes(name), **routes.to_json())
 
 
 def routes_of(body, binding_allowed):
@@ -188,13 +190,12 @@ def routes_of(body, binding_allowed):
         raise BadMessage(f"routes message refused: {e}") from None
 
 
-
 def bound(name, routes):
     """
-    @return: C{fromAgent.<name>.ip.tun.bound}: agent C{name} has bound what
+    @return: C{ioppy.bound.<name>}: agent C{name} has bound what
         C{routes} ask.
     """
-    return control(tun_bound(name), router=routes.router, serial=routes.serial)
+    return control(keys.bound(name), router=routes.router, serial=routes.serial)
 
 
 def bound_of(body):
@@ -215,9 +216,9 @@ def stats(name, counters, now, connected_since, broker):
     @param now: The agent's clock, in seconds.
     @param connected_since: When the current session began, or C{None}.
     @param broker: C{host:port} of the broker node connected to.
-    @return: C{fromAgent.<name>.ip.tun.stats}.
+    @return: C{ioppy.stats.<name>}.
     """
-    return control(tun_stats(name), name=name, time=now, connected_since=connected_since,
+    return control(keys.stats(name), name=name, time=now, connected_since=connected_since,
                    broker=broker,
                    packets={d: counters.packets[d] for d in ("in", "out")},
                    bytes={d: counters.bytes[d] for d in ("in", "out")},

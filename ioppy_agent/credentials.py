@@ -20,17 +20,23 @@ input, never on a command line.
 
 What each user may do (RabbitMQ checks the regular permissions on queues
 and exchanges, and the topic permissions on the routing key of each publish
-and each binding to a topic exchange):
+and each binding to a topic exchange), made from the names in
+L{ioppy_agent.keys}:
 
   - participant C{agent_N}: declare, bind and consume only its own queues
-    (C{ioppy.agent.agent_N}, and C{ioppy.agent.agent_N.<run>}); publish
-    only C{fromAgent.agent_N.*} and the component announcements; bind only
-    C{toAgent.agent_N.*}, C{testingtool.component.ready} and the packet
-    keys addressed to it (C{fromAgent.<any>.ip.tun.packet.to.agent_N},
-    C{...packet.all}); an observer also binds every packet key;
-  - the router: its queue C{ioppy.router} and the session's recording
-    stream C{ioppy.record} (which ioppy-capture reads with the router's
-    URL file); publish C{toAgent.*} and its announcement; bind anything.
+    (C{ioppy.agent.agent_N}, and C{ioppy.agent.agent_N.<run>}); bind them to
+    its own exchange C{ioppy.to.agent_N}, into which the router steers its
+    packets, and to C{toAgent.agent_N.*}, C{ioppy.routes.agent_N} and
+    C{testingtool.component.ready}; publish only its own
+    C{fromAgent.agent_N.ip.tun.packet.raw} and C{.started},
+    C{ioppy.bound.agent_N}, C{ioppy.stats.agent_N} and the component
+    announcements.  No participant may publish to, or read from, the
+    steering exchanges or another agent's exchange;
+  - the router: its queues C{ioppy.router} and C{ioppy.router.capture},
+    the session's recording stream C{ioppy.record} (which ioppy-capture
+    reads with the router's URL file), the steering exchanges and every
+    agent's exchange; publish C{toAgent.*}, C{ioppy.routes.*} and its
+    announcement; bind anything.
 
 The pure part (L{grants}, L{url_for}) is separate from running
 C{rabbitmqctl} (L{Rabbitmqctl}), which the tests replace.
@@ -45,6 +51,7 @@ import sys
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from . import keys
 from .addressing import BadAddress, check_name
 from .bus import DEFAULT_EXCHANGE
 from .url import BadURL, parse_amqp_url
@@ -71,48 +78,57 @@ def _alternatives(*patterns):
     return "^(" + "|".join(patterns) + ")$"
 
 
-def participant_grant(session, name, observer=False, exchange=DEFAULT_EXCHANGE):
+# The keys each publishes (C{{}} is its name), and binds.
+PARTICIPANT_PUBLISHES = (keys.PACKET_FROM, keys.TUN_STARTED, keys.BOUND, keys.STATS)
+PARTICIPANT_BINDS = (keys.PACKET_TO, keys.TUN_START, keys.ROUTES)
+ROUTER_PUBLISHES = (keys.PACKET_TO, keys.TUN_START, keys.ROUTES)
+
+
+def participant_grant(session, name, exchange=DEFAULT_EXCHANGE):
     """
     @return: The L{Grant} of participant C{name}.
     """
-    me = re.escape(name)
-    queues = rf"ioppy\.agent\.{me}(\.[0-9a-f]+)?"
-    resources = _alternatives(queues, re.escape(exchange))
-    packets = r"fromAgent\.[^.]+\.ip\.tun\.packet\." + (
-        r"(to\.[^.]+|all)" if observer else rf"(to\.{me}|all)")
+    queues = keys.pattern(keys.AGENT_QUEUE, name) + r"(\.[0-9a-f]+)?"
+    resources = (queues, re.escape(exchange))
     return Grant(
         user=f"{session}.{name}",
         configure=_alternatives(queues),
-        write=resources,
-        read=resources,
-        topic_write=_alternatives(rf"fromAgent\.{me}\..+",
-                                  r"testingtool\.component\.(ready|shutdown)"),
-        topic_read=_alternatives(rf"toAgent\.{me}\..+", r"testingtool\.component\.ready",
-                                 packets))
+        write=_alternatives(*resources),
+        read=_alternatives(*resources, keys.pattern(keys.TO_AGENT, name)),
+        topic_write=_alternatives(
+            *(keys.pattern(keys.TEMPLATES[kind], name) for kind in PARTICIPANT_PUBLISHES),
+            keys.pattern(keys.COMPONENT_READY), keys.pattern(keys.COMPONENT_SHUTDOWN)),
+        topic_read=_alternatives(
+            *(keys.pattern(keys.TEMPLATES[kind], name) for kind in PARTICIPANT_BINDS),
+            keys.pattern(keys.COMPONENT_READY)))
 
 
 def router_grant(session, exchange=DEFAULT_EXCHANGE):
     """
     @return: The L{Grant} of the session's router.
     """
-    queues = (r"ioppy\.router", r"ioppy\.record")
-    resources = _alternatives(*queues, re.escape(exchange))
+    queues = tuple(keys.pattern(q) for q in (keys.ROUTER_QUEUE, keys.CAPTURE_QUEUE,
+                                             keys.RECORD_STREAM))
+    exchanges = tuple(keys.pattern(e) for e in (keys.STEER, keys.UNSTEERED, keys.TO_AGENT))
+    resources = (*queues, *exchanges, re.escape(exchange))
     # amq.default: ioppy-capture marks the end of what it reads by publishing
     # straight to the recording stream.
-    return Grant(user=f"{session}.{ROUTER}", configure=_alternatives(*queues),
-                 write=_alternatives(*queues, re.escape(exchange), r"amq\.default"),
-                 read=resources,
-                 topic_write=_alternatives(r"toAgent\..+", r"testingtool\.component\.ready"),
+    return Grant(user=f"{session}.{ROUTER}",
+                 configure=_alternatives(*queues, *exchanges),
+                 write=_alternatives(*resources, r"amq\.default"),
+                 read=_alternatives(*resources),
+                 topic_write=_alternatives(
+                     *(keys.pattern(keys.TEMPLATES[kind]) for kind in ROUTER_PUBLISHES),
+                     keys.pattern(keys.COMPONENT_READY)),
                  topic_read=".*")
 
 
-def grants(session, participants, observers=(), exchange=DEFAULT_EXCHANGE):
+def grants(session, participants, exchange=DEFAULT_EXCHANGE):
     """
     @return: C{(name, Grant)} for the router and each participant.
     """
     out = [(ROUTER, router_grant(session, exchange))]
-    out += [(name, participant_grant(session, name, name in observers, exchange))
-            for name in participants]
+    out += [(name, participant_grant(session, name, exchange)) for name in participants]
     return out
 
 
@@ -159,7 +175,7 @@ class Rabbitmqctl:
         return done.stdout
 
 
-def create(ctl, session, participants, observers, broker, out_dir, exchange=DEFAULT_EXCHANGE,
+def create(ctl, session, participants, broker, out_dir, exchange=DEFAULT_EXCHANGE,
            password=lambda: secrets.token_urlsafe(24)):
     """
     Make the session: vhost, users, permissions, and one URL file per user
@@ -174,7 +190,7 @@ def create(ctl, session, participants, observers, broker, out_dir, exchange=DEFA
     os.makedirs(out_dir, mode=0o700, exist_ok=True)
     ctl("add_vhost", session)
     written = []
-    for name, grant in grants(session, participants, observers, exchange):
+    for name, grant in grants(session, participants, exchange):
         secret = password()
         ctl("add_user", grant.user, stdin=secret)
         ctl("set_permissions", "-p", session, grant.user, grant.configure, grant.write,
@@ -237,7 +253,8 @@ def parser():
     make.add_argument("--participant", "-p", type=_name, action="append", default=[],
                       dest="participants", help="an agent name; once per participant")
     make.add_argument("--observer", type=_name, action="append", default=[],
-                      help="an agent that sees every packet (agent_TT); also a participant")
+                      help="an agent that sees every packet (agent_TT): a participant's "
+                           "credentials; the router's --topology makes it an observer")
     make.add_argument("--broker", type=_broker, required=True,
                       help="where participants reach the broker: amqp://host[:port] or "
                            "amqps://host[:port]")
@@ -261,8 +278,7 @@ def main(argv=None, ctl=None, out=sys.stdout):
         if not names:
             raise CommandFailed("name at least one --participant")
         out_dir = args.out or args.session
-        written = create(ctl, args.session, names, set(args.observer), args.broker, out_dir,
-                         args.exchange)
+        written = create(ctl, args.session, names, args.broker, out_dir, args.exchange)
     except CommandFailed as e:
         print(f"ioppy-session: {e}", file=sys.stderr)
         return 1

@@ -3,7 +3,7 @@ Routes: who owns which addresses, and the decisions made from them for each
 packet, shared by the agent and the router.
 
 L{Routes} is what the router tells an agent (the body of
-C{toAgent.<name>.ip.tun.routes}): which keys to bind its queue to, which
+C{ioppy.routes.<name>}): which exchange to bind its queue to, which
 agents own which addresses and how to reach each (straight through the
 broker, or through the router), and the addresses of the agents it may hear
 from.  L{Directory} answers, for one packet, who owns its destination and
@@ -169,7 +169,8 @@ class Routes:
     @ivar serial: Counts up with each routes message the router sends.
     @ivar mode: C{"direct"}, or C{"router"} to send every packet through the
         router (while a lossy link drops packets, say).
-    @ivar bindings: The packet keys to bind the agent's queue to.
+    @ivar bindings: The exchanges to bind the agent's queue to: its own
+        (C{ioppy.to.<name>}), once the router steers packets into it.
     @ivar destinations: The agents it may send to, by name.
     @ivar multicast: How multicast and broadcast go: C{"direct"},
         C{"router"}, or C{"none"} with nobody to send them to.
@@ -223,8 +224,8 @@ def routes_from_json(obj, binding_allowed):
     """
     Check and convert the body of a routes message.
 
-    @param binding_allowed: Says whether a binding key is one this agent may
-        make.
+    @param binding_allowed: Says whether an exchange is one this agent may
+        bind its queue to.
     @raise BadRoutes: saying what is wrong.
     """
     if not isinstance(obj, dict):
@@ -239,7 +240,7 @@ def routes_from_json(obj, binding_allowed):
     bindings = _text_list(obj.get("bindings", []), "bindings")
     for key in bindings:
         if not binding_allowed(key):
-            raise BadRoutes(f"binding {key!r} is not one an agent makes")
+            raise BadRoutes(f"binding to {key!r} is not one this agent makes")
     destinations = obj.get("destinations", {})
     senders = obj.get("senders", {})
     if not isinstance(destinations, dict) or not isinstance(senders, dict):

@@ -115,6 +115,11 @@ class RecordingSession:
     @ivar stream_reads: C{(queue, offset, prefetch)} per C{consume_stream},
         whose handler is in C{consumers}; C{acks} the delivery tags acked;
         C{to_queues} C{(queue, body, content_type)} published to queues.
+    @ivar steers: The steering header of each packet published (C{None}
+        for one without).
+    @ivar exchanges: C{name: (kind, arguments)} per declared exchange;
+        C{exchange_bindings} the set of C{(destination, source, key,
+        arguments)} bound, arguments as sorted item tuples.
     """
 
     def __init__(self):
@@ -135,6 +140,9 @@ class RecordingSession:
         self.stream_reads = []
         self.acks = []
         self.to_queues = []
+        self.steers = []
+        self.exchanges = {}
+        self.exchange_bindings = set()
 
     def declare_stream(self, name, bindings, arguments):
         if self.stream_error is not None:
@@ -171,12 +179,26 @@ class RecordingSession:
         self.oversize[queue] = oversize
         return defer.succeed("ioppy-1")
 
-    def bind(self, queue, key):
-        self.queues[queue].append(key)
+    def bind(self, queue, binding):
+        self.queues[queue].append(binding)
         return defer.succeed(None)
 
-    def unbind(self, queue, key):
-        self.queues[queue].remove(key)
+    def unbind(self, queue, binding):
+        self.queues[queue].remove(binding)
+        return defer.succeed(None)
+
+    def declare_exchange(self, name, kind, arguments=None):
+        self.exchanges[name] = (kind, dict(arguments or {}))
+        return defer.succeed(None)
+
+    def bind_exchange(self, destination, source, key="", arguments=None):
+        self.exchange_bindings.add(
+            (destination, source, key, tuple(sorted((arguments or {}).items()))))
+        return defer.succeed(None)
+
+    def unbind_exchange(self, destination, source, key="", arguments=None):
+        self.exchange_bindings.discard(
+            (destination, source, key, tuple(sorted((arguments or {}).items()))))
         return defer.succeed(None)
 
     def refusal(self):
@@ -185,11 +207,12 @@ class RecordingSession:
         """
         return "not connected" if self.closed else self.refused
 
-    def publish(self, routing_key, body, content_type, timestamp=None):
+    def publish(self, routing_key, body, content_type, timestamp=None, steer=None):
         if self.refusal() is not None:
             return False
         self.published.append((routing_key, body, content_type))
         self.stamps.append(timestamp)
+        self.steers.append(steer)
         return True
 
     def publish_message(self, message):

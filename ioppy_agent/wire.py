@@ -1,7 +1,7 @@
 """
-The ioppytest message format: routing keys, and functions between packet
-bytes and message bodies.  Pure functions, no I/O.  The control messages
-are in L{ioppy_agent.control}.
+The ioppytest message format: functions between packet bytes and message
+bodies.  Pure functions, no I/O.  The routing keys are in
+L{ioppy_agent.keys}, the control messages in L{ioppy_agent.control}.
 
 A packet travels as a JSON body::
 
@@ -26,22 +26,6 @@ JSON = "application/json"
 RAW = "application/octet-stream"
 WIRE_FORMATS = {"json": JSON, "raw": RAW}
 
-COMPONENT_READY = "testingtool.component.ready"
-# The component name the packet router announces itself with.
-ROUTER_NAME = "packet_router"
-COMPONENT_SHUTDOWN = "testingtool.component.shutdown"
-LOSSY_LINK_START = "routing.lossy.link.start"
-
-# Routing-key patterns (topic exchange wildcards) for the router.
-ANY_PACKET_FROM_AGENT = "fromAgent.*.ip.tun.packet.raw"
-ANY_TUN_STARTED = "fromAgent.*.ip.tun.started"
-ANY_TUN_BOUND = "fromAgent.*.ip.tun.bound"
-ANY_TUN_STATS = "fromAgent.*.ip.tun.stats"
-# Keys of direct delivery (one broker pass, see docs/architecture.md): a
-# packet for one agent, and one for every peer that binds it.
-_DIRECT = ".ip.tun.packet.to."
-_GROUP = ".ip.tun.packet.all"
-
 
 class BadMessage(ValueError):
     """
@@ -65,122 +49,17 @@ class Message(NamedTuple):
     @ivar content_type: The AMQP C{content-type} property.
     @ivar timestamp: For a raw packet, when it entered the bus (sent in the
         C{timestamp} header); C{None} when the body says so itself.
+    @ivar steer: For a packet that goes straight to its receivers, the
+        steering header C{(name, value)} (L{ioppy_agent.keys.TO} and the
+        owner, or L{ioppy_agent.keys.GROUP} and the sender); C{None} for one
+        the router forwards.
     """
 
     routing_key: str
     body: bytes
     content_type: str = JSON
     timestamp: float = None
-
-
-def packet_from(name):
-    """
-    @return: The key an agent publishes its TUN's packets on.
-    """
-    return f"fromAgent.{name}.ip.tun.packet.raw"
-
-
-def packet_to(name):
-    """
-    @return: The key an agent receives packets on.
-    """
-    return f"toAgent.{name}.ip.tun.packet.raw"
-
-
-def tun_start(name):
-    """
-    @return: The key that tells an agent which addresses to use.
-    """
-    return f"toAgent.{name}.ip.tun.start"
-
-
-def tun_started(name):
-    """
-    @return: The key an agent announces its addresses on.
-    """
-    return f"fromAgent.{name}.ip.tun.started"
-
-
-def packet_direct(sender, receiver):
-    """
-    @return: The key agent C{sender} publishes a packet for C{receiver} on,
-        straight to C{receiver}'s queue.
-    """
-    return f"fromAgent.{sender}{_DIRECT}{receiver}"
-
-
-def packet_group(sender):
-    """
-    @return: The key agent C{sender} publishes a multicast or broadcast
-        packet on, for every peer that binds it.
-    """
-    return f"fromAgent.{sender}{_GROUP}"
-
-
-def direct_binding(sender, receiver):
-    """
-    @return: The binding that brings C{sender}'s packets for C{receiver}
-        (either may be C{*}) to a queue.
-    """
-    return f"fromAgent.{sender}{_DIRECT}{receiver}"
-
-
-def group_binding(sender):
-    """
-    @return: The binding that brings C{sender}'s (or with C{*}, anyone's)
-        multicast packets to a queue.
-    """
-    return f"fromAgent.{sender}{_GROUP}"
-
-
-def tun_stats(name):
-    """
-    @return: The key an agent reports its counters on, for the router.
-    """
-    return f"fromAgent.{name}.ip.tun.stats"
-
-
-def tun_bound(name):
-    """
-    @return: The key an agent says on that it has bound what its routes ask.
-    """
-    return f"fromAgent.{name}.ip.tun.bound"
-
-
-def routes_key(name):
-    """
-    @return: The key the router tells agent C{name} its routes on.
-    """
-    return f"toAgent.{name}.ip.tun.routes"
-
-
-def direct_sender(routing_key):
-    """
-    @return: The sender of a packet delivered straight from an agent (on a
-        L{packet_direct} or L{packet_group} key), or C{None} for any other
-        key.
-    """
-    if not routing_key.startswith("fromAgent."):
-        return None
-    name, dot, rest = routing_key[10:].partition(".")
-    if not dot or not name:
-        return None
-    rest = "." + rest
-    if rest == _GROUP or (rest.startswith(_DIRECT) and "." not in rest[len(_DIRECT):]):
-        return name
-    return None
-
-
-def agent_of(routing_key):
-    """
-    @return: The agent name in a C{fromAgent.<name>.…} or C{toAgent.<name>.…}
-        key, or C{None}.
-    """
-    head, _, rest = routing_key.partition(".")
-    if head not in ("fromAgent", "toAgent"):
-        return None
-    name, dot, _ = rest.partition(".")
-    return name if dot and name else None
+    steer: tuple = None
 
 
 def as_bytes(body):

@@ -9,28 +9,27 @@ change the addresses, take new routes, announce again.  L{AgentService}
 carries the actions out.  No I/O, no reactor: the clock is only read for
 the time stamp of each packet.
 
-Until an ioppy-router sends it routes, the agent works as the original
-ioppytest agent does: every packet goes to C{fromAgent.<name>.ip.tun.packet.raw}
-for a router to forward.  With routes, each packet goes straight to the
-queue of the agent that owns its destination
-(C{fromAgent.<name>.ip.tun.packet.to.<owner>}), multicast to every peer
-that binds it (C{fromAgent.<name>.ip.tun.packet.all}), or, when an original
-agent is among its receivers, to the router as before; a packet whose
-source is not this agent's, or whose destination nobody owns, is dropped.
-A packet that comes straight from another agent is written into the TUN
-only if its source is one of that agent's addresses.
+Every packet goes out on C{fromAgent.<name>.ip.tun.packet.raw}, as the
+original ioppytest agent sends it, for ioppytest's sniffer to see.  Until
+an ioppy-router sends it routes, that is all: a router forwards it.  With
+routes, a packet for an agent that takes direct delivery carries the
+steering header C{ioppy-to: <owner>}, and the broker takes it straight to
+the owner's queue (and the observers'); a multicast packet carries
+C{ioppy-group: <name>}, for every peer; one for an original agent carries
+none, and goes to the router as before (see L{ioppy_agent.keys}).  A
+packet whose source is not this agent's is dropped.  A packet that comes
+straight from another agent (on that agent's C{fromAgent} key, which the
+broker lets only that agent publish) is written into the TUN only if its
+source is one of that agent's addresses.
 """
 
 import ipaddress
 
-from .. import control, wire
+from .. import control, keys, wire
 from ..actions import Drop, Forward, Publish, Readdress, Refuse, Reroute, WriteToTun
 from ..addressing import BadAddress, make_addresses
 from ..routes import (DIRECT, ROUTER, Directory, addresses_of, is_group, network,
                       source_allowed)
-
-_DIRECT_WORDS = ("ip", "tun", "packet")
-
 
 def _shown(address):
     return str(ipaddress.ip_address(address))
@@ -57,18 +56,16 @@ class AgentCore:
         """
         self.name = name
         self.mtu = mtu
-        self.queue = f"ioppy.agent.{name}"
+        self.queue = keys.agent_queue(name)
         self.prefixes = tuple(prefixes)
         self.routes = None
         self._clock = clock
         self._raw = wire_format == "raw"
         self._interface_name = interface_name
-        self._key_out = wire.packet_from(name)
-        self._key_in = wire.packet_to(name)
-        self._key_start = wire.tun_start(name)
-        self._key_routes = wire.routes_key(name)
+        self._key_out = keys.packet_from(name)
+        self._exchange = keys.to_agent(name)
         self._paths = {}
-        self._group = None
+        self._group = False
         self._table = Directory()
         self._heard = Directory()
         self._own_addresses(addresses)
@@ -83,8 +80,17 @@ class AgentCore:
         """
         @return: The routing keys the agent's queue is bound to.
         """
-        keys = (self._key_in, self._key_start, self._key_routes, wire.COMPONENT_READY)
-        return keys + (self.routes.bindings if self.routes is not None else ())
+        own = (keys.packet_to(self.name), keys.tun_start(self.name), keys.routes(self.name),
+               keys.COMPONENT_READY)
+        return own + (self._exchanges(self.routes) if self.routes is not None else ())
+
+    @staticmethod
+    def _exchanges(routes):
+        """
+        @return: The C{(exchange, key)} bindings C{routes} ask: this agent's
+            own exchange, from which the broker's steered packets come.
+        """
+        return tuple((name, "") for name in routes.bindings)
 
     def announcements(self):
         """
@@ -114,26 +120,28 @@ class AgentCore:
     def from_tun(self, packet):
         """
         @return: What to do with a packet the host sent into the TUN: a
-            L{Forward} under the key that takes it where it goes, or a
-            L{Drop}.
+            L{Forward} with the steering header that takes it where it goes,
+            or a L{Drop}.
         """
-        key = self._key_out
+        steer = None
         if self.routes is not None and self.routes.mode == DIRECT:
-            key = self._route(packet)
-            if type(key) is Drop:
-                return key
+            steer = self._route(packet)
+            if type(steer) is Drop:
+                return steer
         if self._raw:
             # The raw body is the packet alone: the time it entered the bus
             # goes in a header, for the session recorder.
-            message = wire.Message(key, packet, wire.RAW, self._clock.seconds())
+            message = wire.Message(self._key_out, packet, wire.RAW, self._clock.seconds(),
+                                   steer)
         else:
             body = wire.encode_packet(packet, self._clock.seconds(), self._interface_name)
-            message = wire.Message(key, body, wire.JSON)
+            message = wire.Message(self._key_out, body, wire.JSON, None, steer)
         return Forward((message,), len(packet), packet)
 
     def _route(self, packet):
         """
-        @return: The routing key for C{packet} under the routes, or a L{Drop}.
+        @return: The steering header for C{packet} under the routes, C{None}
+            to have the router forward it, or a L{Drop}.
         """
         found = addresses_of(packet)
         if found is None:
@@ -143,12 +151,12 @@ class AgentCore:
             return Drop("source not ours", f"dropped a packet from {_shown(source)}: not one "
                                            "of this agent's addresses or routed prefixes")
         if is_group(version, destination) or (version == 4 and destination == self._broadcast):
-            if self._group is None:
+            if self._group is False:
                 return Drop("no peer")
             return self._group
         # A destination the routes do not name goes to the router, which
         # may know of an agent that joined since, and drops it otherwise.
-        return self._paths.get(self._table.owner(version, destination), self._key_out)
+        return self._paths.get(self._table.owner(version, destination))
 
     # From the bus.
 
@@ -157,16 +165,17 @@ class AgentCore:
         @return: What to do with a message consumed from the agent's queue,
             or C{None} for nothing.
         """
-        if routing_key == self._key_in:
-            return self._packet(routing_key, body, content_type)
-        sender = wire.direct_sender(routing_key)
-        if sender is not None:
-            return self._direct(sender, routing_key, body, content_type)
-        if routing_key == self._key_routes:
-            return self._new_routes(body)
-        if routing_key == self._key_start:
-            return self._tun_start(body)
-        if routing_key == wire.COMPONENT_READY:
+        kind, name = keys.parse(routing_key) or (None, None)
+        if kind == keys.PACKET_FROM:
+            return self._direct(name, routing_key, body, content_type)
+        if name == self.name:
+            if kind == keys.PACKET_TO:
+                return self._packet(routing_key, body, content_type)
+            if kind == keys.ROUTES:
+                return self._new_routes(body)
+            if kind == keys.TUN_START:
+                return self._tun_start(body)
+        elif kind == keys.READY:
             return self._component_ready(body)
         return Drop("unexpected routing key", f"dropped a message on {routing_key}: the "
                                               "agent's queue is not bound to that key")
@@ -210,17 +219,12 @@ class AgentCore:
                                                "addresses")
         return action
 
-    def _binding_allowed(self, key):
+    def _binding_allowed(self, exchange):
         """
-        @return: Whether C{key} is a packet binding this agent may make: the
-            packets of one sender or all (C{*}) for this agent or, as an
-            observer, for all.
+        @return: Whether the routes may have this agent bind its queue to
+            C{exchange}: only to its own, which only it may read.
         """
-        words = key.split(".")
-        if len(words) == 7 and words[0] == "fromAgent" and tuple(words[2:5]) == _DIRECT_WORDS:
-            return words[5] == "to" and words[6] in (self.name, "*") and words[1] != ""
-        return (len(words) == 6 and words[0] == "fromAgent" and words[1] != ""
-                and tuple(words[2:5]) == _DIRECT_WORDS and words[5] == "all")
+        return exchange == self._exchange
 
     def _new_routes(self, body):
         try:
@@ -228,22 +232,22 @@ class AgentCore:
         except wire.BadMessage as e:
             return Refuse(f"cannot apply the router's routes: {e}")
         old = self.routes
-        old_bindings = old.bindings if old is not None else ()
+        old_bindings = self._exchanges(old) if old is not None else ()
+        new_bindings = self._exchanges(routes)
         old_remote = self._remote_prefixes(old)
         self.routes = routes
         self._table = Directory((name, peer.addresses)
                                 for name, peer in routes.destinations.items())
         self._heard = Directory(routes.senders.items())
-        self._paths = {name: (wire.packet_direct(self.name, name) if peer.path == DIRECT
-                              else self._key_out)
-                       for name, peer in routes.destinations.items()}
-        self._group = {DIRECT: wire.packet_group(self.name),
-                       ROUTER: self._key_out}.get(routes.multicast)
+        self._paths = {name: (keys.TO, name)
+                       for name, peer in routes.destinations.items() if peer.path == DIRECT}
+        self._group = {DIRECT: (keys.GROUP, self.name), ROUTER: None}.get(routes.multicast,
+                                                                           False)
         remote = self._remote_prefixes(routes)
         direct = sum(1 for p in routes.destinations.values() if p.path == DIRECT)
         return Reroute(
-            tuple(k for k in routes.bindings if k not in old_bindings),
-            tuple(k for k in old_bindings if k not in routes.bindings),
+            tuple(b for b in new_bindings if b not in old_bindings),
+            tuple(b for b in old_bindings if b not in new_bindings),
             tuple(n for n in remote if n not in old_remote),
             tuple(n for n in old_remote if n not in remote),
             f"{len(routes.destinations)} destinations ({direct} direct), multicast "
@@ -282,7 +286,7 @@ class AgentCore:
             component = control.component_of(body)
         except wire.BadMessage:
             return None
-        if component == wire.ROUTER_NAME:
+        if component == keys.ROUTER_NAME:
             return Publish((self._started(),))
         return None
 

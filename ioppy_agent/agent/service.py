@@ -14,7 +14,7 @@ from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from .. import control, netlink
+from .. import control, keys, netlink
 from ..actions import Drop, Publish, Readdress, Refuse, Reroute, WriteToTun
 from ..addressing import TunAddresses
 from ..bus import BusConfig, BusConnector, QueueHeld, QueueLocked
@@ -141,7 +141,7 @@ class AgentService(BusService):
         Declare and bind the agent's queue, consume it, and announce the agent.
         """
         url = self.connector.url
-        own = f"{self.core.queue}.{self._run}"
+        own = keys.agent_queue(self.config.name, self._run)
         self.queue = own if self._queue_held else self.core.queue
         d = session.declare_queue(self.queue, self.core.bindings())
 
@@ -224,7 +224,7 @@ class AgentService(BusService):
             return
         for message in action.messages:
             session.publish(message.routing_key, message.body, message.content_type,
-                            message.timestamp)
+                            message.timestamp, message.steer)
         self.counters.moved("out", action.size)
         if self.pcap is not None:
             self.pcap.write(packet)

@@ -269,9 +269,16 @@ def pack_connection_close(reply_code, text, class_id=0, method_id=0):
 PACKED_HERE = {(10, 11): pack_start_ok, (50, 10): pack_queue_declare,
                (60, 20): pack_basic_consume}
 
-# A headers table of one entry, C{timestamp} as a double, up to its value.
-STAMP_TABLE_HEAD = (struct.pack("!I", 1 + len(STAMP_HEADER) + 1 + _DOUBLE.size)
-                    + shortstr(STAMP_HEADER) + b"d")
+# A headers table's C{timestamp} entry, a double, up to its value.
+STAMP_ENTRY_HEAD = shortstr(STAMP_HEADER) + b"d"
+
+
+def _text_entry(name, value):
+    """
+    @return: One entry of a field table: C{name}, a long string C{value}.
+    """
+    data = value.encode("utf-8")
+    return shortstr(name) + b"S" + struct.pack("!I", len(data)) + data
 
 
 class Publisher:
@@ -289,30 +296,27 @@ class Publisher:
         self._exchange = shortstr(exchange)
         self._methods = {}
         self._headers = {}
-        self._stamped = {}
 
-    def frames(self, routing_key, body, content_type, frame_max, timestamp=None):
+    def frames(self, routing_key, body, content_type, frame_max, timestamp=None,
+               steer=None):
         """
         @param frame_max: The negotiated frame size: bodies longer than
             C{frame_max - 8} go in several body frames.
         @param timestamp: When the message entered the bus (seconds since the
-            epoch), for a body that does not say so itself: sent as the
-            C{headers} property C{{"timestamp": <double>}} (23 bytes).
+            epoch), for a body that does not say so itself: sent in the
+            C{headers} property as C{timestamp}, a double (23 bytes).
+        @param steer: A steering header C{(name, value)} for the headers
+            property (see L{ioppy_agent.keys}), or C{None}.
         @return: The frames of one message, C{bytes}.
         """
         method = self._methods.get(routing_key)
         if method is None:
             method = self._method(routing_key)
-        if timestamp is None:
-            header = self._headers.get(content_type)
-            if header is None:
-                header = self._header(content_type)
-            stamp = b""
-        else:
-            header = self._stamped.get(content_type)
-            if header is None:
-                header = self._header(content_type, stamped=True)
-            stamp = _DOUBLE.pack(timestamp) + _END
+        kind = (content_type, timestamp is not None, steer)
+        header = self._headers.get(kind)
+        if header is None:
+            header = self._header(*kind)
+        stamp = b"" if timestamp is None else _DOUBLE.pack(timestamp) + _END
         size = len(body)
         chunk = frame_max - OVERHEAD
         if size <= chunk:
@@ -332,20 +336,23 @@ class Publisher:
             self._methods[routing_key] = frame
         return frame
 
-    def _header(self, content_type, stamped=False):
+    def _header(self, content_type, stamped=False, steer=None):
         """
         @return: The content header frame in two parts, to go either side of
             the body size; with C{stamped}, the second part stops before the
             timestamp's eight bytes and the end octet.
         """
-        flags = (0x8000 if content_type else 0) | (0x2000 if stamped else 0)
-        properties = _SHORT.pack(flags) + (shortstr(content_type) if content_type else b"")
+        table = _text_entry(*steer) if steer is not None else b""
         if stamped:
-            properties += STAMP_TABLE_HEAD
+            table += STAMP_ENTRY_HEAD
+        flags = (0x8000 if content_type else 0) | (0x2000 if table else 0)
+        properties = _SHORT.pack(flags) + (shortstr(content_type) if content_type else b"")
+        if table:
+            size = len(table) + (_DOUBLE.size if stamped else 0)
+            properties += struct.pack("!I", size) + table
         size = 12 + len(properties) + (_DOUBLE.size if stamped else 0)
         head = FRAME_HEAD.pack(FRAME_HEADER, self.channel, size)
         frame = (head + METHOD_IDS.pack(60, 0), properties if stamped else properties + _END)
-        kept = self._stamped if stamped else self._headers
-        if len(kept) < self.MAX_KEYS:
-            kept[content_type] = frame
+        if len(self._headers) < self.MAX_KEYS:
+            self._headers[(content_type, stamped, steer)] = frame
         return frame

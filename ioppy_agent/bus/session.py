@@ -203,9 +203,8 @@ class BusSession:
             if code in refusals:
                 raise refusals[code](text) from None
             raise
-        for key in bindings:
-            yield self.channel.queue_bind(queue=name, exchange=self.exchange,
-                                          routing_key=key)
+        for binding in bindings:
+            yield self.bind(name, binding)
 
     @defer.inlineCallbacks
     def consume_stream(self, queue, handler, offset, prefetch):
@@ -236,17 +235,43 @@ class BusSession:
         self._tags.append(reply.consumer_tag)
         return reply.consumer_tag
 
-    def bind(self, queue, key):
-        """
-        Bind C{queue} to C{key} on the session's exchange, while consuming.
-        """
-        return self.channel.queue_bind(queue=queue, exchange=self.exchange, routing_key=key)
+    def _binding(self, binding):
+        if isinstance(binding, str):
+            return self.exchange, binding
+        return binding
 
-    def unbind(self, queue, key):
+    def bind(self, queue, binding):
         """
-        Unbind C{queue} from C{key}.
+        Bind C{queue}, while consuming, to C{binding}: a routing key on the
+        session's exchange, or C{(exchange, key)}.
         """
-        return self.channel.queue_unbind(queue=queue, exchange=self.exchange, routing_key=key)
+        exchange, key = self._binding(binding)
+        return self.channel.queue_bind(queue=queue, exchange=exchange, routing_key=key)
+
+    def unbind(self, queue, binding):
+        """
+        Unbind C{queue} from C{binding} (as L{bind} takes it).
+        """
+        exchange, key = self._binding(binding)
+        return self.channel.queue_unbind(queue=queue, exchange=exchange, routing_key=key)
+
+    def declare_exchange(self, name, kind, arguments=None):
+        """
+        Declare a durable exchange C{name} of type C{kind} (it and its
+        bindings outlive this session, and a broker restart).
+        """
+        return self.channel.exchange_declare(exchange=name, type=kind, durable=True,
+                                             arguments=arguments or {})
+
+    def bind_exchange(self, destination, source, key="", arguments=None):
+        """Bind exchange C{destination} to exchange C{source}."""
+        return self.channel.exchange_bind(destination=destination, source=source,
+                                          routing_key=key, arguments=arguments or {})
+
+    def unbind_exchange(self, destination, source, key="", arguments=None):
+        """Remove the binding L{bind_exchange} made."""
+        return self.channel.exchange_unbind(destination=destination, source=source,
+                                            routing_key=key, arguments=arguments or {})
 
     @defer.inlineCallbacks
     def consume(self, queue, handler, oversize=None):
@@ -268,19 +293,20 @@ class BusSession:
         self._tags.append(reply.consumer_tag)
         return reply.consumer_tag
 
-    def publish(self, routing_key, body, content_type, timestamp=None):
+    def publish(self, routing_key, body, content_type, timestamp=None, steer=None):
         """
         Publish C{body} (C{bytes}) on the session's exchange: the method,
         header and body frames are written at once.
 
         @param timestamp: When the message entered the bus, sent in its
             C{timestamp} header (see L{framing.Publisher.frames}), or C{None}.
+        @param steer: Its steering header C{(name, value)}, or C{None}.
         @return: C{False} if nothing was sent (see L{refusal}).
         """
         if self.refusal() is not None:
             return False
-        self.client.write_frames(self._publisher.frames(routing_key, body, content_type,
-                                                        self.client.MAX_LENGTH, timestamp))
+        self.client.write_frames(self._publisher.frames(
+            routing_key, body, content_type, self.client.MAX_LENGTH, timestamp, steer))
         return True
 
     def publish_to_queue(self, queue, body, content_type):

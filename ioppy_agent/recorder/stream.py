@@ -7,15 +7,14 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .. import wire
+from .. import keys, wire
 from ..bus.framing import STAMP_HEADER, decode_table
 
-STREAM = "ioppy.record"
-# The keys agents publish packets on, as they enter the bus: through the
-# router, straight to one agent, to every agent.  Not toAgent.#: those are
-# the router's copies of packets already recorded.
-BINDINGS = (wire.ANY_PACKET_FROM_AGENT, wire.direct_binding("*", "*"),
-            wire.group_binding("*"))
+STREAM = keys.RECORD_STREAM
+# The key every agent publishes its packets on, as they enter the bus,
+# whichever way they go on.  Not toAgent.#: those are the router's copies of
+# packets already recorded.
+BINDINGS = (keys.any_of(keys.PACKET_FROM),)
 DEFAULT_MAX_AGE = "7D"
 DEFAULT_MAX_BYTES = 1 << 30
 # RabbitMQ drops whole segment files when a stream outgrows its retention;
@@ -121,9 +120,8 @@ def entry_of(delivery):
         reader's marker).
     @raise wire.BadMessage: for a packet message that cannot be read.
     """
-    key = delivery.routing_key
-    agent = wire.agent_of(key)
-    if agent is None or not key.startswith("fromAgent."):
+    kind, agent = keys.parse(delivery.routing_key) or (None, None)
+    if kind != keys.PACKET_FROM:
         return None
     packet = wire.packet_of(delivery.body, delivery.content_type)
     if delivery.content_type == wire.RAW:

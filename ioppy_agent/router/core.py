@@ -3,14 +3,16 @@ L{PacketRouter}: what the router does with each message it consumes,
 without doing it.
 
 The router steers: it learns the agents from their announcements (their
-addresses, in L{Steering}), and tells each agent that takes direct delivery
-its routes, which are put in L{PacketRouter.outbox} for the service to
-publish.  Packets between such agents go straight through the broker and
-never reach the router.
+addresses, in L{Steering}), binds the broker's headers exchange into the
+exchange of each agent that takes direct delivery (L{take_bindings}), and
+tells each such agent its routes, which are put in L{PacketRouter.outbox}
+for the service to publish.  Packets between such agents go straight
+through the broker and never reach the router.
 
 It still carries what cannot go straight: packets from original ioppytest
-agents, and packets some of whose receivers are original agents, published
-on C{fromAgent.<name>.ip.tun.packet.raw}.  For each of those it checks that
+agents, and packets some of whose receivers are original agents, which the
+broker hands it because no steering binding takes them.  For each of those
+it checks that
 the source belongs to the sender, finds who should get it (the owner of a
 unicast destination and the observers, or every peer for multicast), and
 returns a L{Forward} of the body, unchanged, to their C{toAgent} keys.
@@ -22,18 +24,12 @@ import ipaddress
 
 from twisted.logger import Logger
 
-from .. import control, wire
-from ..actions import Capture, Drop, Forward
+from .. import control, keys, wire
+from ..actions import Drop, Forward
 from ..addressing import BadAddress, check_name
 from ..routes import DIRECT, ROUTER, addresses_of, is_group, source_allowed
 from .policy import FanOut
 from .steering import Steering
-
-_PACKET = ".ip.tun.packet.raw"
-_STARTED = ".ip.tun.started"
-_BOUND = ".ip.tun.bound"
-_STATS = ".ip.tun.stats"
-
 
 def _shown(version, address):
     return str(ipaddress.ip_address(address))
@@ -53,21 +49,20 @@ class PacketRouter:
 
     _log = Logger()
 
-    def __init__(self, policy=None, router_id="router", capture=False):
+    def __init__(self, policy=None, router_id="router"):
         """
         @param policy: An L{IRoutingPolicy} (L{FanOut} if not given).
         @param router_id: Names this router in the routes it sends.
-        @param capture: Whether the router also gets the packets that go
-            straight between agents, to capture them.
         """
         self.policy = policy if policy is not None else FanOut()
-        self._capture = capture
         self.steering = Steering(self.policy, router_id)
         self.to_drop = 0
         self.outbox = []
         self.reports = {}
         self._keys = {}
         self._known = set()
+        self._bound = set()
+        self._rebind = False
 
     @property
     def agents(self):
@@ -83,37 +78,50 @@ class PacketRouter:
         out, self.outbox = self.outbox, []
         return out
 
+    def take_bindings(self):
+        """
+        @return: C{(add, remove)}: the steering bindings (see
+            L{Steering.steering_bindings}) to make and to remove now, before
+            the routes in the outbox are published, each sorted.
+        """
+        if not self._rebind:
+            return (), ()
+        self._rebind = False
+        wanted = self.steering.steering_bindings()
+        add, remove = wanted - self._bound, self._bound - wanted
+        self._bound = wanted
+        return sorted(add), sorted(remove)
+
     def _steer(self):
+        self._rebind = True
         for name, routes in self.steering.updates():
             self.outbox.append(control.routes_message(name, routes))
 
     def connected(self):
         """
         A new session: every agent gets its routes again once it announces
-        itself.
+        itself, and the steering bindings are made again.
         """
         self.steering.resend()
+        self._bound = set()
+        self._rebind = True
 
     def route(self, routing_key, body, content_type):
         """
         @return: What to do with one message, or C{None} for nothing.
         """
-        if routing_key.endswith(_PACKET):
-            return self._packet(routing_key, body, content_type)
-        if self._capture and wire.direct_sender(routing_key):
-            try:
-                return Capture(wire.packet_of(body, content_type))
-            except wire.BadMessage:
-                return None
-        if routing_key.endswith(_STARTED):
-            return self._started(routing_key, body)
-        if routing_key.endswith(_BOUND):
-            return self._bound(routing_key, body)
-        if routing_key.endswith(_STATS):
-            return self._stats(routing_key, body)
-        if routing_key == wire.COMPONENT_SHUTDOWN:
+        kind, name = keys.parse(routing_key) or (None, None)
+        if kind == keys.PACKET_FROM:
+            return self._packet(name, routing_key, body, content_type)
+        if kind == keys.TUN_STARTED:
+            return self._started(name, routing_key, body)
+        if kind == keys.BOUND:
+            return self._acknowledged(name, routing_key, body)
+        if kind == keys.STATS:
+            return self._stats(name, routing_key, body)
+        if kind == keys.SHUTDOWN:
             return self._component(routing_key, body, self._forget)
-        if routing_key == wire.LOSSY_LINK_START:
+        if kind == keys.LOSSY:
             return self._lossy(routing_key, body)
         return None
 
@@ -121,7 +129,7 @@ class PacketRouter:
         return Drop("bad message", f"dropped a message on {routing_key}: {error}")
 
     def _learn(self, name):
-        if name in self._known or name == wire.ROUTER_NAME:
+        if name in self._known or name == keys.ROUTER_NAME:
             return
         try:
             check_name(name)
@@ -149,10 +157,7 @@ class PacketRouter:
             return self._bad(routing_key, e)
         return None
 
-    def _started(self, routing_key, body):
-        name = wire.agent_of(routing_key)
-        if not name:
-            return None
+    def _started(self, name, routing_key, body):
         try:
             check_name(name)
             networks, direct, broadcast = control.started_info(body)
@@ -166,18 +171,16 @@ class PacketRouter:
         self._steer()
         return None
 
-    def _bound(self, routing_key, body):
-        name = wire.agent_of(routing_key)
+    def _acknowledged(self, name, routing_key, body):
         try:
             router, serial = control.bound_of(body)
         except wire.BadMessage as e:
             return self._bad(routing_key, e)
-        if name and self.steering.acknowledged(name, router, serial):
+        if self.steering.acknowledged(name, router, serial):
             self._steer()
         return None
 
-    def _stats(self, routing_key, body):
-        name = wire.agent_of(routing_key)
+    def _stats(self, name, routing_key, body):
         try:
             check_name(name)
             report = control.stats_of(body)
@@ -202,13 +205,10 @@ class PacketRouter:
         if key is None:
             if len(self._keys) > 4096:
                 self._keys.clear()
-            key = self._keys[peer] = wire.packet_to(peer)
+            key = self._keys[peer] = keys.packet_to(peer)
         return key
 
-    def _packet(self, routing_key, body, content_type):
-        sender = wire.agent_of(routing_key)
-        if not sender or not routing_key.startswith("fromAgent."):
-            return None
+    def _packet(self, sender, routing_key, body, content_type):
         try:
             packet = wire.packet_of(body, content_type)
             body = wire.as_bytes(body)

@@ -30,8 +30,6 @@ class IRoutingPolicy(Interface):
     """
 
     description = Attribute("A few words for the log: how this policy routes.")
-    open = Attribute("Whether every agent may reach every other, so that a receiver may "
-                     "take packets from any sender (bind with a wildcard).")
 
     def learn(name):
         """
@@ -104,7 +102,6 @@ class FanOut(_KnownAgents):
     """
 
     description = "every agent's packets to every other agent"
-    open = True
 
     def observers(self):
         return frozenset()
@@ -124,7 +121,6 @@ class FixedTopology(_KnownAgents):
     """
 
     description = "the links of a fixed topology"
-    open = False
 
     def __init__(self, topology):
         _KnownAgents.__init__(self)

@@ -1,6 +1,12 @@
 """
 L{RouterService}: consumes the agents' packets and announcements and
 carries out what L{PacketRouter} decides.
+
+On each connection it declares the steering exchanges (L{keys.STEER}, a
+headers exchange bound from the session's exchange for every agent's
+packets, and L{keys.UNSTEERED}, where what no steering binding takes falls)
+and consumes its queue, bound to L{keys.UNSTEERED} and to the agents'
+announcements.
 """
 
 import os
@@ -12,12 +18,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from .. import control, wire
-from ..actions import Capture, Drop, Forward
+from .. import control, keys, wire
+from ..actions import Drop, Forward
 from ..bus import BusConfig, BusConnector, QueueHeld, QueueLocked, StreamMismatch
 from ..pcap import PcapError, PcapWriter
 from ..metrics import MetricsConfig
 from ..recorder import stream
+from ..routes import addresses_of
 from ..recorder.stream import RecordConfig
 from ..service import BusService, CannotStart
 from ..stats import ReportConfig, status_of, summary_line
@@ -27,16 +34,15 @@ from .core import PacketRouter
 from .policy import FanOut, FixedTopology
 from .topology import Topology
 
-ROUTER_QUEUE = "ioppy.router"
+ROUTER_QUEUE = keys.ROUTER_QUEUE
 # The router has no TUN to read between deliveries: a whole read at a time.
 DELIVERIES_PER_READ = 1024
 # Seconds between a standby router's attempts to take the queue.
 STANDBY_RETRY = 1.0
-BINDINGS = (wire.ANY_PACKET_FROM_AGENT, wire.ANY_TUN_STARTED, wire.ANY_TUN_BOUND,
-            wire.ANY_TUN_STATS,
-            wire.COMPONENT_SHUTDOWN, wire.LOSSY_LINK_START)
-# With --pcap-dir: the packets that go straight between agents, too.
-CAPTURE_BINDINGS = (wire.direct_binding("*", "*"), wire.group_binding("*"))
+BINDINGS = ((keys.UNSTEERED, ""), keys.any_of(keys.TUN_STARTED), keys.any_of(keys.BOUND),
+            keys.any_of(keys.STATS), keys.COMPONENT_SHUTDOWN, keys.LOSSY_LINK_START)
+# With --pcap-dir: every packet an agent sends, as it enters the bus.
+CAPTURE_BINDINGS = (keys.any_of(keys.PACKET_FROM),)
 
 
 @dataclass(frozen=True)
@@ -112,9 +118,9 @@ class RouterService(BusService):
         self.config = config
         self.pcap = None
         self.standing_by = False
+        self._declared = set()
         policy = FixedTopology(config.topology) if config.topology else FanOut()
-        self.router = PacketRouter(policy, router_id=os.urandom(6).hex(),
-                                   capture=config.pcap_dir is not None)
+        self.router = PacketRouter(policy, router_id=os.urandom(6).hex())
         self.view = SessionView(self.router, self.connector, self.counters,
                                 lambda: self.standing_by, config.topology,
                                 config.record.describe() if config.record else None)
@@ -161,14 +167,25 @@ class RouterService(BusService):
             self._recording_said = True
             self._log.info("recording every packet in the {what}", what=record.describe())
 
+    @defer.inlineCallbacks
+    def _declare(self, session):
+        """
+        Declare the steering exchanges, the recording stream and the router's
+        queue.
+        """
+        yield session.declare_exchange(keys.UNSTEERED, "fanout")
+        yield session.declare_exchange(keys.STEER, "headers",
+                                       {"alternate-exchange": keys.UNSTEERED})
+        yield session.bind_exchange(keys.STEER, self.config.bus.exchange,
+                                    keys.any_of(keys.PACKET_FROM))
+        if self.config.record is not None:
+            yield self._record(session)
+        yield session.declare_queue(ROUTER_QUEUE, BINDINGS)
+
     def setup(self, session):
         url = self.connector.url
-        bindings = BINDINGS + (CAPTURE_BINDINGS if self.config.pcap_dir is not None else ())
-        if self.config.record is not None:
-            d = self._record(session)
-            d.addCallback(lambda _: session.declare_queue(ROUTER_QUEUE, bindings))
-        else:
-            d = session.declare_queue(ROUTER_QUEUE, bindings)
+        self._declared = set()
+        d = self._declare(session)
 
         def locked(reason):
             # Another router holds the queue (or, after a broker node hung,
@@ -187,7 +204,7 @@ class RouterService(BusService):
             # Agents answer this with tun.started, so a router that starts (or
             # reconnects) after them learns them, and sends them their routes.
             self.router.connected()
-            session.publish_message(control.component_ready(wire.ROUTER_NAME))
+            session.publish_message(control.component_ready(keys.ROUTER_NAME))
             self._log.info("router {took} {url}, exchange {exchange}, routing {policy}",
                            took="took over, connected to" if self.standing_by else
                            "connected to", url=url.masked(),
@@ -196,6 +213,11 @@ class RouterService(BusService):
             self.standing_by = False
 
         d.addErrback(locked)
+        if self.config.pcap_dir is not None:
+            d.addCallback(lambda _: session.declare_queue(keys.CAPTURE_QUEUE,
+                                                          CAPTURE_BINDINGS))
+            d.addCallback(lambda _: session.consume(keys.CAPTURE_QUEUE, self._capture,
+                                                    self._oversize))
         d.addCallback(lambda _: session.consume(ROUTER_QUEUE, self._from_bus,
                                                 self._oversize))
         return d.addCallback(announce)
@@ -253,19 +275,57 @@ class RouterService(BusService):
             self._forward(action)
         elif type(action) is Drop:
             self.drop(action.reason, action.detail)
-        elif type(action) is Capture and self.pcap is not None:
-            self.pcap.write(action.packet)
+        add, remove = router.take_bindings()
+        session = self.connector.session
+        if session is not None and (add or remove):
+            self._rebind(session, add, remove)
         if router.outbox:
-            session = self.connector.session
             for message in router.take_control():
                 if session is not None:
                     session.publish_message(message)
 
+    def _rebind(self, session, add, remove):
+        """
+        Make and remove steering bindings.  The broker carries out a
+        channel's methods in order, so the routes published after them find
+        them made.
+        """
+        for exchange, header, value in add:
+            if exchange not in self._declared:
+                self._declared.add(exchange)
+                session.declare_exchange(exchange, "fanout").addErrback(
+                    self._rebind_failed, exchange)
+            session.bind_exchange(exchange, keys.STEER, "", {"x-match": "all", header: value}
+                                  ).addErrback(self._rebind_failed, exchange)
+        for exchange, header, value in remove:
+            session.unbind_exchange(exchange, keys.STEER, "",
+                                    {"x-match": "all", header: value}
+                                    ).addErrback(self._rebind_failed, exchange)
+
+    def _rebind_failed(self, reason, exchange):
+        self._log.warn("steering into {exchange} failed: {error}; the next session steers "
+                       "again", exchange=exchange, error=reason.getErrorMessage())
+
+    def _capture(self, routing_key, body, content_type):
+        """
+        A packet an agent sent, as it entered the bus: into the capture file.
+        """
+        try:
+            packet = wire.packet_of(body, content_type)
+        except wire.BadMessage as e:
+            packet, why = None, str(e)
+        else:
+            why = "its data is not an IPv4 or IPv6 packet"
+        if packet is not None and addresses_of(packet) is not None:
+            self.pcap.write(packet)
+        else:
+            # Not counted: the router's own queue or the receiver drops it.
+            self._log.debug("not captured: a message on {key}: {why}", key=routing_key,
+                            why=why)
+
     def _forward(self, action):
         counters = self.counters
         counters.moved("in", action.size)
-        if self.pcap is not None:
-            self.pcap.write(action.packet)
         if not action.messages:
             counters.dropped("no peer")
             return

@@ -9,20 +9,22 @@ router, from the sources of its packets.  Who may reach whom is the
 L{IRoutingPolicy}'s; L{Steering.routes_for} turns it into bindings,
 destinations and senders (L{ioppy_agent.routes.Routes}).
 
-A destination is reached straight through the broker only if every agent
-that should get the packet (its owner, and the observers) takes direct
-delivery and has said (C{tun.bound}) that its queue is bound for this
-sender's packets, with this sender's addresses to check them against;
-until then, and for original agents, the packet goes through the router,
-which forwards it to all of them, so that none is lost while bindings are
-being made.  Pure: no I/O.
+The broker steers: L{Steering.steering_bindings} are the bindings of the
+headers exchange (L{keys.STEER}) into each agent's own exchange, one per
+steering header that agent takes.  A destination is reached straight
+through the broker only if every agent that should get the packet (its
+owner, and the observers) takes direct delivery and has said
+(C{ioppy.bound}) that its queue is bound to its exchange, with this
+sender's addresses to check packets against; until then, and for original
+agents, the packet goes through the router, which forwards it to all of
+them, so that none is lost while bindings are being made.  Pure: no I/O.
 """
 
 import ipaddress
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from .. import wire
+from .. import keys
 from ..routes import DIRECT, NONE, ROUTER, Directory, Peer, Routes
 
 # Sources learned from the packets of an agent that never announced its
@@ -131,24 +133,40 @@ class Steering:
         self._acked[name] = routes
         return True
 
-    def _bound_for(self, receiver, sender, unicast):
+    def _bound_for(self, receiver, sender):
         """
-        @return: Whether C{receiver} has said its queue is bound for
-            C{sender}'s packets (unicast ones, or multicast), knowing
-            C{sender}'s current addresses.
+        @return: Whether C{receiver} has said its queue is bound to its
+            exchange, knowing C{sender}'s current addresses.
         """
         agent = self.agents.get(receiver)
         routes = self._acked.get(receiver)
         if agent is None or not agent.direct or routes is None:
             return False
         addresses = tuple(str(n) for n in self.agents[sender].networks)
-        if routes.senders.get(sender) != addresses:
-            return False
-        if unicast:
-            wanted = {wire.direct_binding(s, r) for s in (sender, "*") for r in (receiver, "*")}
-        else:
-            wanted = {wire.group_binding(sender), wire.group_binding("*")}
-        return not wanted.isdisjoint(routes.bindings)
+        return (routes.senders.get(sender) == addresses
+                and keys.to_agent(receiver) in routes.bindings)
+
+    def steering_bindings(self):
+        """
+        @return: The bindings the headers exchange should have, as a set of
+            C{(exchange, header, value)}: into each agent's exchange that
+            takes direct delivery, the packets for it (C{ioppy-to}), for
+            every agent if it is an observer, and the multicast of each
+            sender that may reach it (C{ioppy-group}).
+        """
+        direct = sorted(name for name, agent in self.agents.items() if agent.direct)
+        observers = self.policy.observers()
+        out = set()
+        for name in direct:
+            exchange = keys.to_agent(name)
+            out.add((exchange, keys.TO, name))
+            if name in observers:
+                out.update((exchange, keys.TO, other) for other in self.agents
+                           if other != name)
+        for sender in direct:
+            out.update((keys.to_agent(peer), keys.GROUP, sender)
+                       for peer in self.policy.peers_of(sender) if peer in direct)
+        return out
 
     def _rebuild(self):
         self.directory = Directory((a.name, a.networks) for a in self.agents.values())
@@ -181,28 +199,22 @@ class Steering:
         peers = policy.peers_of(name)
         known = name in agents
 
-        def direct(names, unicast):
-            return known and all(self._bound_for(n, name, unicast) for n in names)
+        def direct(names):
+            return known and agents[name].direct and all(self._bound_for(n, name)
+                                                         for n in names)
 
         destinations = {}
         for peer in peers:
             agent = agents.get(peer)
             if agent is None or not agent.networks:
                 continue
-            path = DIRECT if direct(self.receivers(name, peer), True) else ROUTER
+            path = DIRECT if direct(self.receivers(name, peer)) else ROUTER
             destinations[peer] = Peer(tuple(str(n) for n in agent.networks), path)
         group = [p for p in peers if p in agents]
-        multicast = NONE if not group else (DIRECT if direct(group, False) else ROUTER)
+        multicast = NONE if not group else (DIRECT if direct(group) else ROUTER)
         senders = {s: tuple(str(n) for n in a.networks) for s, a in agents.items()
                    if s != name and name in policy.peers_of(s)}
-        if name in policy.observers():
-            bindings = (wire.direct_binding("*", "*"), wire.group_binding("*"))
-        elif policy.open:
-            bindings = (wire.direct_binding("*", name), wire.group_binding("*"))
-        else:
-            bindings = tuple(key for sender in sorted(senders)
-                             for key in (wire.direct_binding(sender, name),
-                                         wire.group_binding(sender)))
+        bindings = (keys.to_agent(name),)
         return Routes(self.router_id, 0, self.mode, bindings, destinations, multicast, senders)
 
     def updates(self):

@@ -73,7 +73,22 @@ class SessionTests(TunnelTestCase):
                                              "toAgent.agent_2.ip.tun.packet.raw"),
             "bind agent_2's packets": lab.try_as(self.agent1_url, "bind",
                                                  "ioppy.agent.agent_1.0a",
-                                                 "fromAgent.*.ip.tun.packet.to.agent_2"),
+                                                 "fromAgent.agent_2.ip.tun.packet.raw"),
+            "bind agent_2's exchange": lab.try_as(self.agent1_url, "bind",
+                                                  "ioppy.agent.agent_1.0c", "",
+                                                  "ioppy.to.agent_2"),
+            "bind the steering exchange": lab.try_as(
+                self.agent1_url, "bind", "ioppy.agent.agent_1.0d", "", "ioppy.steer"),
+            "bind from the steering exchange": lab.try_as(
+                self.agent1_url, "bind-exchange", "ioppy.agent.agent_1.0e", "ioppy.steer"),
+            "bind what falls unsteered": lab.try_as(
+                self.agent1_url, "bind", "ioppy.agent.agent_1.0f", "", "ioppy.unsteered"),
+            "publish into agent_2's exchange": lab.try_as(
+                self.agent1_url, "publish", "fromAgent.agent_3.ip.tun.packet.raw",
+                "ioppy.to.agent_2"),
+            "publish into the steering exchange": lab.try_as(
+                self.agent1_url, "publish", "fromAgent.agent_3.ip.tun.packet.raw",
+                "ioppy.steer"),
             "bind every packet": lab.try_as(self.agent1_url, "bind", "ioppy.agent.agent_1.0b",
                                             "fromAgent.#"),
             "agent_2's queue": lab.try_as(self.agent1_url, "bind", "ioppy.agent.agent_2",

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import time
 
-from ioppy_agent import wire
+from ioppy_agent import keys, wire
 
 from .. import lab
 from ..lab.packets import echo_request
@@ -109,8 +109,9 @@ class OneHopTests(DirectTestCase):
         seen = [p for p in self.packets(sniffer) if p.get("icmp") in (0, 8)]
         self.assertEqual(sorted((p["icmp"], p["seq"]) for p in seen),
                          sorted((kind, seq) for kind in (0, 8) for seq in range(1, 11)))
-        self.assertEqual({p["key"] for p in seen if p["icmp"] == 8},
-                         {"fromAgent.agent_1.ip.tun.packet.to.agent_2"})
+        self.assertEqual({p["key"] for p in seen},
+                         {"fromAgent.agent_1.ip.tun.packet.raw",
+                          "fromAgent.agent_2.ip.tun.packet.raw"})
 
     def test_bystander_gets_nothing(self):
         """
@@ -158,8 +159,8 @@ class OneHopTests(DirectTestCase):
         status(self.status_file("agent_1"),
                until=lambda s: s["drops"].get("source not ours", 0) >= 3)
         spoofed = echo_request(bytes([10, 2, 0, 3]), bytes([10, 2, 0, 2]))
-        lab.publish(self.vhost.url, wire.packet_direct("agent_1", "agent_2"),
-                    wire.encode_packet(spoofed, 1.0).decode())
+        lab.publish(self.vhost.url, keys.packet_from("agent_1"),
+                    wire.encode_packet(spoofed, 1.0).decode(), steer_to="agent_2")
         state = status(self.status_file("agent_2"),
                        until=lambda s: s["drops"].get("source not sender's", 0) >= 1)
         self.assertEqual(state["drops"]["source not sender's"], 1)
@@ -263,7 +264,7 @@ class SteeringFeatureTests(DirectTestCase):
         agent1 = self.agent("agent_1", ns1)
         self.agent("agent_2", ns2)
         self.wait_direct(agent1, 1)
-        lab.publish(self.vhost.url, wire.LOSSY_LINK_START,
+        lab.publish(self.vhost.url, keys.LOSSY_LINK_START,
                     json.dumps({"number_of_packets_to_drop": 3}))
         agent1.wait_for("mode router")
         sent, received, output = ns1.ping("10.2.0.2", count=10, interval=0.2)

@@ -17,7 +17,7 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SkipTest
 
-from ioppy_agent import __version__, wire
+from ioppy_agent import __version__, keys, wire
 
 from .. import lab
 from ..lab.broker import PrivateNode, TLSListener
@@ -86,7 +86,7 @@ class PrivilegeDropTests(TunnelTestCase):
         self.assertEqual(lab.uid_of(agent1.process.pid), 65534)
         self.assertPings(ns1, "10.2.0.2")
         self.assertPings(ns2, "bbbb::1")
-        lab.publish(self.vhost.url, wire.tun_start("agent_1"), json.dumps({
+        lab.publish(self.vhost.url, keys.tun_start("agent_1"), json.dumps({
             "ipv4_host": "10.2.0.9", "ipv4_netmask": "255.255.255.0",
             "ipv6_prefix": "bbbb", "ipv6_host": "9"}))
         agent1.wait_for("changing addresses needs root")

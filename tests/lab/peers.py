@@ -121,13 +121,13 @@ def original_agent(reactor, url, name, address):
     """
     Behave as the original ioppytest agent does on the bus.
     """
-    from ioppy_agent import control, wire
+    from ioppy_agent import control, keys, wire
 
     @defer.inlineCallbacks
     def go():
         session = yield _connect(reactor, url, f"ioppy-lab original {name}")
         queue = f"ioppy.lab.original.{name}"
-        out_key = wire.packet_from(name)
+        out_key = keys.packet_from(name)
 
         def publish(packet):
             session.publish(out_key, wire.encode_packet(packet, reactor.seconds()), wire.JSON)
@@ -148,7 +148,7 @@ def original_agent(reactor, url, name, address):
                     request = struct.pack("!BBHHH", 8, 0, 0, 0x3E, seq + 1) + b"original"
                     reactor.callLater(0.1 * seq, publish, echo(request, address, words[1], 8))
 
-        yield session.declare_queue(queue, [wire.packet_to(name)])
+        yield session.declare_queue(queue, [keys.packet_to(name)])
         yield session.consume(queue, got)
         fields = dict(ipv4_host=address, ipv4_netmask="255.255.255.0",
                       ipv4_network=str(ipaddress.IPv4Interface(f"{address}/24").network
@@ -156,7 +156,7 @@ def original_agent(reactor, url, name, address):
                       ipv6_prefix="bbbb", ipv6_host=":" + address.rsplit(".", 1)[1],
                       ipv6_no_forwarding=False, name=name, re_route_packets_host=None,
                       re_route_packets_if=None, re_route_packets_prefix=None)
-        session.publish_message(control.control(wire.tun_started(name), **fields))
+        session.publish_message(control.control(keys.tun_started(name), **fields))
         stdio.StandardIO(_Commands(command), reactor=reactor)
         say("ready")
         yield defer.Deferred()
@@ -168,7 +168,7 @@ def ioppytest_router(reactor, url, *pairs):
     """
     Forward with a fixed table, as ioppytest's router does.
     """
-    from ioppy_agent import wire
+    from ioppy_agent import keys, wire
 
     table = {}
     for pair in pairs:
@@ -182,11 +182,11 @@ def ioppytest_router(reactor, url, *pairs):
         queue = f"ioppy.lab.fixed.{os.getpid()}"
 
         def got(key, body, content_type):
-            for peer in table.get(wire.agent_of(key), ()):
-                session.publish(wire.packet_to(peer), body, content_type or wire.JSON)
+            for peer in table.get(keys.parse(key).name, ()):
+                session.publish(keys.packet_to(peer), body, content_type or wire.JSON)
             session.flush()
 
-        yield session.declare_queue(queue, [wire.packet_from(a) for a in table])
+        yield session.declare_queue(queue, [keys.packet_from(a) for a in table])
         yield session.consume(queue, got)
         say("ready")
         yield defer.Deferred()

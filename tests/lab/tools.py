@@ -40,11 +40,12 @@ def _tool(*args, timeout):
     return result.stdout
 
 
-def publish(url, routing_key, body, exchange="amq.topic"):
+def publish(url, routing_key, body, exchange="amq.topic", steer_to=""):
     """
-    Publish one message from a separate process, and wait until it is sent.
+    Publish one message from a separate process, and wait until it is sent;
+    with C{steer_to}, steered to that agent (the C{ioppy-to} header).
     """
-    _tool("publish", url, routing_key, body, exchange, timeout=30)
+    _tool("publish", url, routing_key, body, exchange, steer_to, timeout=30)
 
 
 def broker_rate(url, size, wire_format, seconds=5.0):
@@ -79,15 +80,17 @@ def _connect(reactor, url, exchange, name):
     return d.addCallback(open_session, url, exchange)
 
 
-def _publish_main(reactor, url, routing_key, body, exchange="amq.topic"):
+def _publish_main(reactor, url, routing_key, body, exchange="amq.topic", steer_to=""):
     from twisted.internet import defer
 
+    from ioppy_agent import keys
     from ioppy_agent.url import parse_amqp_url
 
     @defer.inlineCallbacks
     def go():
         session = yield _connect(reactor, parse_amqp_url(url), exchange, "ioppy-lab")
-        session.publish(routing_key, body.encode("utf-8"), "application/json")
+        session.publish(routing_key, body.encode("utf-8"), "application/json",
+                        steer=(keys.TO, steer_to) if steer_to else None)
         yield session.close()
 
     return go()
@@ -96,8 +99,10 @@ def _publish_main(reactor, url, routing_key, body, exchange="amq.topic"):
 def try_as(url, action, *args):
     """
     Try, with the credentials in C{url}, to publish on a key
-    (C{"publish", KEY}) or to declare a queue and bind it
-    (C{"bind", QUEUE, KEY}), in a separate process.
+    (C{"publish", KEY[, EXCHANGE]}), to declare a queue and bind it
+    (C{"bind", QUEUE, KEY[, EXCHANGE]}), or to declare a fanout exchange and
+    bind it from another (C{"bind-exchange", EXCHANGE, SOURCE}), in a
+    separate process; the exchange is amq.topic unless named.
 
     @return: C{"accepted"}, or C{"refused: <the broker's reason>"}.
     """
@@ -113,15 +118,21 @@ def _try_as_main(reactor, url, action, *args):
 
     @defer.inlineCallbacks
     def go():
-        session = yield _connect(reactor, parse_amqp_url(url), "amq.topic", "ioppy-lab")
+        exchange = args[1] if action == "publish" and len(args) > 1 else "amq.topic"
+        session = yield _connect(reactor, parse_amqp_url(url), exchange, "ioppy-lab")
         try:
             if action == "publish":
                 session.publish(args[0], b"{}", "application/json")
                 # A round trip after it: a refused publish closes the channel
                 # before the answer comes.
                 yield session.channel.exchange_declare(exchange="amq.topic", passive=True)
+            elif action == "bind-exchange":
+                yield session.channel.exchange_declare(exchange=args[0], type="fanout",
+                                                       auto_delete=True)
+                yield session.bind_exchange(args[0], args[1])
             else:
-                yield session.declare_queue(args[0], [args[1]])
+                yield session.declare_queue(args[0], [(args[2] if len(args) > 2
+                                                       else "amq.topic", args[1])])
         except Closed as e:
             print(f"refused: {reply_of(e)[1]}", flush=True)
         else:

@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from txamqp.client import ChannelClosed
 from txamqp.message import Message as AMQPMessage
 
-from ioppy_agent import wire
+from ioppy_agent import keys, wire
 from ioppy_agent.addressing import default_addresses
 from ioppy_agent.agent import AgentConfig, AgentService, Interface
 from ioppy_agent.agent.service import HELD_RETRY
@@ -216,7 +216,7 @@ class BusTests(AgentTestCase):
         self.successResultOf(self.connector.connect(session))
         self.assertEqual(session.queues, {QUEUE: ["toAgent.agent_1.ip.tun.packet.raw",
                                                   "toAgent.agent_1.ip.tun.start",
-                                                  "toAgent.agent_1.ip.tun.routes",
+                                                  "ioppy.routes.agent_1",
                                                   "testingtool.component.ready"]})
         self.assertIn(QUEUE, session.consumers)
         keys = [p[0] for p in session.published]
@@ -404,8 +404,8 @@ class BusTests(AgentTestCase):
         session.published.clear()
         self.agent.counters.moved("out", 60)
         self.reactor.advance(5)
-        (key, body, _), = [p for p in session.published if p[0].endswith(".stats")]
-        self.assertEqual(key, "fromAgent.agent_1.ip.tun.stats")
+        (key, body, _), = [p for p in session.published if p[0].startswith("ioppy.stats.")]
+        self.assertEqual(key, "ioppy.stats.agent_1")
         report = json.loads(body)
         self.assertEqual((report["packets"], report["broker"], report["connected_since"]),
                          ({"in": 0, "out": 1}, "h:5672", 1764242405.5))
@@ -420,10 +420,10 @@ class BusTests(AgentTestCase):
         tun.started again; other components' announcements change nothing.
         """
         device, session = self.connect()
-        session.deliver(QUEUE, wire.COMPONENT_READY, b'{"component": "tat"}')
-        session.deliver(QUEUE, wire.COMPONENT_READY, b'junk')
+        session.deliver(QUEUE, keys.COMPONENT_READY, b'{"component": "tat"}')
+        session.deliver(QUEUE, keys.COMPONENT_READY, b'junk')
         self.assertEqual(session.published, [])
-        session.deliver(QUEUE, wire.COMPONENT_READY, b'{"component": "packet_router"}')
+        session.deliver(QUEUE, keys.COMPONENT_READY, b'{"component": "packet_router"}')
         self.assertEqual([p[0] for p in session.published],
                          ["fromAgent.agent_1.ip.tun.started"])
 
@@ -597,7 +597,7 @@ class RoutesServiceTests(AgentTestCase):
 
     ROUTES = json.dumps({
         "router": "r1", "serial": 4, "mode": "direct",
-        "bindings": ["fromAgent.*.ip.tun.packet.to.agent_1", "fromAgent.*.ip.tun.packet.all"],
+        "bindings": ["ioppy.to.agent_1"],
         "destinations": {"agent_2": {"addresses": ["10.2.0.2/32", "cccc::/64"],
                                      "path": "direct"}},
         "multicast": "direct", "senders": {"agent_2": ["10.2.0.2/32", "cccc::/64"]}}).encode()
@@ -608,12 +608,11 @@ class RoutesServiceTests(AgentTestCase):
         """
         device, session = self.connect()
         with capturedLogs() as events:
-            session.deliver(QUEUE, "toAgent.agent_1.ip.tun.routes", self.ROUTES)
-        self.assertEqual(session.queues[QUEUE][-2:], ["fromAgent.*.ip.tun.packet.to.agent_1",
-                                                      "fromAgent.*.ip.tun.packet.all"])
+            session.deliver(QUEUE, "ioppy.routes.agent_1", self.ROUTES)
+        self.assertEqual(session.queues[QUEUE][-1:], [("ioppy.to.agent_1", "")])
         [(key, body, _)] = session.published
         self.assertEqual((key, json.loads(body)["serial"]),
-                         ("fromAgent.agent_1.ip.tun.bound", 4))
+                         ("ioppy.bound.agent_1", 4))
         self.assertIn("routes from the router: 1 destinations (1 direct)",
                       formatEvent(events[0]))
 
@@ -624,7 +623,7 @@ class RoutesServiceTests(AgentTestCase):
         import ipaddress
         device, session = self.connect()
         with capturedLogs():
-            session.deliver(QUEUE, "toAgent.agent_1.ip.tun.routes", self.ROUTES)
+            session.deliver(QUEUE, "ioppy.routes.agent_1", self.ROUTES)
         self.assertEqual(self.links.routes["tun0"], {ipaddress.ip_network("cccc::/64")})
 
     def test_kernel_routes_need_root(self):
@@ -635,11 +634,11 @@ class RoutesServiceTests(AgentTestCase):
         device, session = self.connect()
         self.agent._geteuid = lambda: 65534
         with capturedLogs() as events:
-            session.deliver(QUEUE, "toAgent.agent_1.ip.tun.routes", self.ROUTES)
+            session.deliver(QUEUE, "ioppy.routes.agent_1", self.ROUTES)
         self.assertNotIn("tun0", self.links.routes)
         self.assertIn("cannot route cccc::/64 into tun0: that needs root",
                       " ".join(formatEvent(e) for e in events))
-        self.assertEqual(len(session.queues[QUEUE]), 6)
+        self.assertEqual(len(session.queues[QUEUE]), 5)
 
     def test_reconnect_keeps_bindings(self):
         """
@@ -648,11 +647,10 @@ class RoutesServiceTests(AgentTestCase):
         """
         device, session = self.connect()
         with capturedLogs():
-            session.deliver(QUEUE, "toAgent.agent_1.ip.tun.routes", self.ROUTES)
+            session.deliver(QUEUE, "ioppy.routes.agent_1", self.ROUTES)
         again = RecordingSession()
         with capturedLogs():
             self.successResultOf(self.connector.connect(again))
-        self.assertEqual(again.queues[QUEUE][-2:], ["fromAgent.*.ip.tun.packet.to.agent_1",
-                                                    "fromAgent.*.ip.tun.packet.all"])
+        self.assertEqual(again.queues[QUEUE][-1:], [("ioppy.to.agent_1", "")])
         self.assertEqual([k for k, _, _ in again.published][-1],
-                         "fromAgent.agent_1.ip.tun.bound")
+                         "ioppy.bound.agent_1")

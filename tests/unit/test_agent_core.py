@@ -9,7 +9,7 @@ import json
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from ioppy_agent import wire
+from ioppy_agent import keys, wire
 from ioppy_agent.actions import Drop, Forward, Publish, Readdress, Refuse, Reroute, WriteToTun
 from ioppy_agent.addressing import default_addresses, make_addresses
 from ioppy_agent.agent import AgentCore
@@ -47,7 +47,7 @@ class SessionTests(CoreTestCase):
         component announcements.
         """
         self.assertEqual(self.core.queue, "ioppy.agent.agent_1")
-        self.assertEqual(self.core.bindings(), (IN, START, "toAgent.agent_1.ip.tun.routes",
+        self.assertEqual(self.core.bindings(), (IN, START, "ioppy.routes.agent_1",
                                                 "testingtool.component.ready"))
 
     def test_announcements(self):
@@ -177,7 +177,7 @@ class FromBusTests(CoreTestCase):
         The packet router's component.ready is answered with tun.started;
         other components' and malformed ones with nothing.
         """
-        ready = wire.COMPONENT_READY
+        ready = keys.COMPONENT_READY
         self.assertIsNone(self.core.from_bus(ready, b'{"component": "tat"}', None))
         self.assertIsNone(self.core.from_bus(ready, b"junk", None))
         action = self.core.from_bus(ready, b'{"component": "packet_router"}', None)
@@ -210,7 +210,7 @@ def routes_body(**fields):
     """
     routes = dict(
         router="r1", serial=1, mode="direct",
-        bindings=["fromAgent.*.ip.tun.packet.to.agent_1", "fromAgent.*.ip.tun.packet.all"],
+        bindings=["ioppy.to.agent_1"],
         destinations={"agent_2": {"addresses": ["10.2.0.2/32", "bbbb::2/128", "fe80::2/128",
                                                 "cccc::/64"], "path": "direct"},
                       "orig_3": {"addresses": ["10.2.0.3/32"], "path": "router"}},
@@ -231,14 +231,20 @@ class DirectTestCase(CoreTestCase):
         import ipaddress
         self.core = AgentCore("agent_1", default_addresses("agent_1"), self.clock, mtu=1400,
                               prefixes=(ipaddress.ip_network("dddd::/64"),))
-        self.reroute = self.core.from_bus("toAgent.agent_1.ip.tun.routes", routes_body(), None)
+        self.reroute = self.core.from_bus("ioppy.routes.agent_1", routes_body(), None)
 
-    def key_for(self, packet):
+    def steer_for(self, packet):
+        """
+        @return: The steering header the packet goes out with (C{None} for
+            the router), or the L{Drop}.  Every packet goes out on the
+            agent's own ioppytest key.
+        """
         action = self.core.from_tun(packet)
         if isinstance(action, Drop):
             return action
         [message] = action.messages
-        return message.routing_key
+        self.assertEqual(message.routing_key, "fromAgent.agent_1.ip.tun.packet.raw")
+        return message.steer
 
 
 class SendingTests(DirectTestCase):
@@ -253,25 +259,24 @@ class SendingTests(DirectTestCase):
         """
         core = AgentCore("agent_1", default_addresses("agent_1"), self.clock)
         for packet in (ipv4("10.2.0.1", "10.2.0.2"), ipv4("10.2.0.99", "10.9.9.9")):
-            self.assertEqual(core.from_tun(packet).messages[0].routing_key,
-                             "fromAgent.agent_1.ip.tun.packet.raw")
+            [message] = core.from_tun(packet).messages
+            self.assertEqual((message.routing_key, message.steer),
+                             ("fromAgent.agent_1.ip.tun.packet.raw", None))
 
     def test_unicast_direct(self):
         """
-        A unicast packet goes straight to the owner of its destination,
-        prefixes included.
+        A unicast packet is steered straight to the owner of its
+        destination, prefixes included.
         """
         for packet in (ipv4("10.2.0.1", "10.2.0.2"), ipv6("bbbb::1", "bbbb::2"),
                        ipv6("fe80::1", "fe80::2"), ipv6("dddd::5", "cccc::9")):
-            self.assertEqual(self.key_for(packet), "fromAgent.agent_1.ip.tun.packet.to.agent_2")
+            self.assertEqual(self.steer_for(packet), ("ioppy-to", "agent_2"))
 
     def test_unicast_through_router(self):
         """
-        A packet for an agent the router must carry for goes to the router's
-        key.
+        A packet for an agent the router must carry for goes unsteered.
         """
-        self.assertEqual(self.key_for(ipv4("10.2.0.1", "10.2.0.3")),
-                         "fromAgent.agent_1.ip.tun.packet.raw")
+        self.assertIsNone(self.steer_for(ipv4("10.2.0.1", "10.2.0.3")))
 
     def test_multicast(self):
         """
@@ -280,28 +285,26 @@ class SendingTests(DirectTestCase):
         for packet in (ipv6("fe80::1", "ff02::1"), ipv6("::", "ff02::1:ff00:1"),
                        ipv4("10.2.0.1", "224.0.0.251"), ipv4("10.2.0.1", "255.255.255.255"),
                        ipv4("10.2.0.1", "10.2.0.255")):
-            self.assertEqual(self.key_for(packet), "fromAgent.agent_1.ip.tun.packet.all")
+            self.assertEqual(self.steer_for(packet), ("ioppy-group", "agent_1"))
 
     def test_multicast_paths(self):
         """
         Multicast goes through the router when the router says so, and
         nowhere with nobody to send it to.
         """
-        self.core.from_bus("toAgent.agent_1.ip.tun.routes",
+        self.core.from_bus("ioppy.routes.agent_1",
                            routes_body(serial=2, multicast="router"), None)
-        self.assertEqual(self.key_for(ipv6("fe80::1", "ff02::1")),
-                         "fromAgent.agent_1.ip.tun.packet.raw")
-        self.core.from_bus("toAgent.agent_1.ip.tun.routes",
+        self.assertIsNone(self.steer_for(ipv6("fe80::1", "ff02::1")))
+        self.core.from_bus("ioppy.routes.agent_1",
                            routes_body(serial=3, multicast="none"), None)
-        self.assertEqual(self.key_for(ipv6("fe80::1", "ff02::1")), Drop("no peer"))
+        self.assertEqual(self.steer_for(ipv6("fe80::1", "ff02::1")), Drop("no peer"))
 
     def test_unknown_destination(self):
         """
         A packet to an address the routes do not name goes to the router,
         which may know an agent that joined since, and drops it otherwise.
         """
-        self.assertEqual(self.key_for(ipv4("10.2.0.1", "10.2.0.77")),
-                         "fromAgent.agent_1.ip.tun.packet.raw")
+        self.assertIsNone(self.steer_for(ipv4("10.2.0.1", "10.2.0.77")))
 
     def test_bound(self):
         """
@@ -309,7 +312,7 @@ class SendingTests(DirectTestCase):
         router and the serial.
         """
         message = self.core.bound()
-        self.assertEqual(message.routing_key, "fromAgent.agent_1.ip.tun.bound")
+        self.assertEqual(message.routing_key, "ioppy.bound.agent_1")
         self.assertEqual(json.loads(message.body)["serial"], 1)
 
     def test_source_not_ours(self):
@@ -319,26 +322,25 @@ class SendingTests(DirectTestCase):
         detection are this agent's.
         """
         for source in ("10.2.0.3", "10.2.0.77"):
-            self.assertEqual(self.key_for(ipv4(source, "10.2.0.2")).reason,
+            self.assertEqual(self.steer_for(ipv4(source, "10.2.0.2")).reason,
                              "source not ours")
-        self.assertIsInstance(self.key_for(ipv6("dddd::1", "bbbb::2")), str)
-        self.assertIsInstance(self.key_for(ipv6("::", "ff02::1:ff00:1")), str)
+        self.assertIsInstance(self.steer_for(ipv6("dddd::1", "bbbb::2")), tuple)
+        self.assertIsInstance(self.steer_for(ipv6("::", "ff02::1:ff00:1")), tuple)
 
     def test_router_mode(self):
         """
-        In the router's mode (a lossy link running) every packet goes to the
-        router's key.
+        In the router's mode (a lossy link running) every packet goes
+        unsteered, to the router.
         """
-        self.core.from_bus("toAgent.agent_1.ip.tun.routes", routes_body(serial=2,
+        self.core.from_bus("ioppy.routes.agent_1", routes_body(serial=2,
                                                                           mode="router"), None)
-        self.assertEqual(self.key_for(ipv4("10.2.0.1", "10.2.0.2")),
-                         "fromAgent.agent_1.ip.tun.packet.raw")
+        self.assertIsNone(self.steer_for(ipv4("10.2.0.1", "10.2.0.2")))
 
     def test_not_ip(self):
         """
         A packet too short for its header is dropped.
         """
-        self.assertEqual(self.key_for(b"\x45\x00").reason, "not IP")
+        self.assertEqual(self.steer_for(b"\x45\x00").reason, "not IP")
 
 
 class ReceivingTests(DirectTestCase):
@@ -351,21 +353,20 @@ class ReceivingTests(DirectTestCase):
 
     def test_from_peer(self):
         """
-        A packet from a peer with the peer's source address is written.
+        A packet from a peer (on the peer's own key, which only the peer may
+        publish) with the peer's source address is written, unicast or
+        multicast.
         """
-        packet = ipv4("10.2.0.2", "10.2.0.1")
-        self.assertEqual(self.deliver("fromAgent.agent_2.ip.tun.packet.to.agent_1", packet),
-                         WriteToTun(packet))
-        packet = ipv6("fe80::2", "ff02::1")
-        self.assertEqual(self.deliver("fromAgent.agent_2.ip.tun.packet.all", packet),
-                         WriteToTun(packet))
+        for packet in (ipv4("10.2.0.2", "10.2.0.1"), ipv6("fe80::2", "ff02::1")):
+            self.assertEqual(self.deliver("fromAgent.agent_2.ip.tun.packet.raw", packet),
+                             WriteToTun(packet))
 
     def test_spoofed_source(self):
         """
         A packet whose source is not its sender's is dropped, saying so.
         """
         for source in ("10.2.0.3", "10.2.0.1"):
-            action = self.deliver("fromAgent.agent_2.ip.tun.packet.to.agent_1",
+            action = self.deliver("fromAgent.agent_2.ip.tun.packet.raw",
                                   ipv4(source, "10.2.0.1"))
             self.assertEqual(action.reason, "source not sender's")
             self.assertIn(f"its source {source} is not one of agent_2's", action.detail)
@@ -374,15 +375,15 @@ class ReceivingTests(DirectTestCase):
         """
         A packet from an agent the router did not name is dropped.
         """
-        self.assertEqual(self.deliver("fromAgent.agent_9.ip.tun.packet.to.agent_1",
+        self.assertEqual(self.deliver("fromAgent.agent_9.ip.tun.packet.raw",
                                       ipv4("10.2.0.9", "10.2.0.1")).reason, "unknown sender")
 
     def test_own_multicast(self):
         """
-        The agent's own multicast, which a wildcard binding brings back, is
+        The agent's own packets, should the broker bring one back, are
         ignored.
         """
-        self.assertIsNone(self.deliver("fromAgent.agent_1.ip.tun.packet.all",
+        self.assertIsNone(self.deliver("fromAgent.agent_1.ip.tun.packet.raw",
                                        ipv6("fe80::1", "ff02::1")))
 
     def test_through_router(self):
@@ -397,7 +398,7 @@ class ReceivingTests(DirectTestCase):
         """
         A direct message that carries no packet is dropped as such.
         """
-        self.assertEqual(self.core.from_bus("fromAgent.agent_2.ip.tun.packet.to.agent_1",
+        self.assertEqual(self.core.from_bus("fromAgent.agent_2.ip.tun.packet.raw",
                                             b"junk", wire.JSON).reason, "bad message")
 
 
@@ -408,16 +409,16 @@ class RoutesTests(DirectTestCase):
 
     def test_first_routes(self):
         """
-        The first routes bind the packets for this agent, and route the
-        prefixes behind other hosts into the TUN.
+        The first routes bind the queue to the agent's own exchange, into
+        which the broker steers its packets, and route the prefixes behind
+        other hosts into the TUN.
         """
         self.assertIsInstance(self.reroute, Reroute)
-        self.assertEqual(self.reroute.bind, ("fromAgent.*.ip.tun.packet.to.agent_1",
-                                             "fromAgent.*.ip.tun.packet.all"))
+        self.assertEqual(self.reroute.bind, (("ioppy.to.agent_1", ""),))
         self.assertEqual(self.reroute.unbind, ())
         self.assertEqual([str(n) for n in self.reroute.add_routes], ["cccc::/64"])
         self.assertIn("2 destinations (1 direct)", self.reroute.summary)
-        self.assertEqual(self.core.bindings()[-2:], self.reroute.bind)
+        self.assertEqual(self.core.bindings()[-1:], self.reroute.bind)
 
     def test_changed_routes(self):
         """
@@ -425,34 +426,26 @@ class RoutesTests(DirectTestCase):
         routes no longer needed.
         """
         action = self.core.from_bus(
-            "toAgent.agent_1.ip.tun.routes",
-            routes_body(serial=2, bindings=["fromAgent.agent_2.ip.tun.packet.to.agent_1",
-                                            "fromAgent.*.ip.tun.packet.all"],
-                        destinations={"agent_2": {"addresses": ["10.2.0.2/32"]}}), None)
-        self.assertEqual(action.bind, ("fromAgent.agent_2.ip.tun.packet.to.agent_1",))
-        self.assertEqual(action.unbind, ("fromAgent.*.ip.tun.packet.to.agent_1",))
+            "ioppy.routes.agent_1",
+            routes_body(serial=2, destinations={"agent_2": {"addresses": ["10.2.0.2/32"]}}),
+            None)
+        self.assertEqual((action.bind, action.unbind), ((), ()))
         self.assertEqual([str(n) for n in action.remove_routes], ["cccc::/64"])
+        action = self.core.from_bus("ioppy.routes.agent_1",
+                                    routes_body(serial=3, bindings=[]), None)
+        self.assertEqual((action.bind, action.unbind), ((), (("ioppy.to.agent_1", ""),)))
 
     def test_refused(self):
         """
-        Routes with a binding this agent may not make (another agent's
-        packets) are refused as a whole; the old routes stay.
+        Routes with a binding this agent may not make (to another agent's
+        exchange, or any other) are refused as a whole; the old routes stay.
         """
-        action = self.core.from_bus(
-            "toAgent.agent_1.ip.tun.routes",
-            routes_body(serial=2, bindings=["fromAgent.*.ip.tun.packet.to.agent_3"]), None)
-        self.assertIsInstance(action, Refuse)
-        self.assertIn("fromAgent.*.ip.tun.packet.to.agent_3", action.detail)
-        self.assertEqual(self.core.routes.serial, 1)
-
-    def test_observer_bindings(self):
-        """
-        An observer may bind every agent's packets.
-        """
-        action = self.core.from_bus(
-            "toAgent.agent_1.ip.tun.routes",
-            routes_body(serial=2, bindings=["fromAgent.*.ip.tun.packet.to.*"]), None)
-        self.assertIsInstance(action, Reroute)
+        for exchange in ("ioppy.to.agent_3", "ioppy.steer", "amq.topic"):
+            action = self.core.from_bus("ioppy.routes.agent_1",
+                                        routes_body(serial=2, bindings=[exchange]), None)
+            self.assertIsInstance(action, Refuse)
+            self.assertIn(repr(exchange), action.detail)
+            self.assertEqual(self.core.routes.serial, 1)
 
     def test_announces_prefixes(self):
         """

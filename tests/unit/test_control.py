@@ -140,7 +140,7 @@ class RoutesMessageTests(SynchronousTestCase):
         A routes message reads back as the routes it was made of.
         """
         message = control.routes_message("agent_2", self.ROUTES)
-        self.assertEqual(message.routing_key, "toAgent.agent_2.ip.tun.routes")
+        self.assertEqual(message.routing_key, "ioppy.routes.agent_2")
         self.assertEqual(control.routes_of(message.body, lambda key: True), self.ROUTES)
 
     def test_refused(self):
@@ -149,7 +149,7 @@ class RoutesMessageTests(SynchronousTestCase):
         refused, saying why.
         """
         good = json.loads(control.routes_message("agent_2", self.ROUTES).body)
-        for change, says in ((dict(bindings=["#"]), "binding '#'"),
+        for change, says in ((dict(bindings=["#"]), "binding to '#'"),
                              (dict(mode="fast"), "unknown mode"),
                              (dict(serial="3"), "serial"),
                              (dict(destinations={"agent_1": {"addresses": ["x"]}}),
@@ -177,7 +177,7 @@ class StatsMessageTests(SynchronousTestCase):
         counters.moved("out", 84)
         counters.dropped("no route")
         message = control.stats("agent_1", counters, 100.5, 90.0, "node1:5672")
-        self.assertEqual(message.routing_key, "fromAgent.agent_1.ip.tun.stats")
+        self.assertEqual(message.routing_key, "ioppy.stats.agent_1")
         self.assertNotIn("interface_name", json.loads(message.body))
         self.assertEqual(control.stats_of(message.body),
                          {"packets": {"in": 0, "out": 1}, "bytes": {"in": 0, "out": 84},

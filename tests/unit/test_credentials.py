@@ -10,7 +10,7 @@ import stat
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ioppy_agent import credentials, wire
+from ioppy_agent import credentials, keys, wire
 from ioppy_agent.url import parse_amqp_url
 
 
@@ -59,39 +59,42 @@ class GrantTests(SynchronousTestCase):
         not another agent's keys nor the router's.
         """
         topic = self.agent1.topic_write
-        for key in (wire.packet_from("agent_1"), wire.packet_direct("agent_1", "agent_2"),
-                    wire.packet_group("agent_1"), wire.tun_started("agent_1"),
-                    wire.tun_bound("agent_1"), wire.COMPONENT_READY, wire.COMPONENT_SHUTDOWN):
+        for key in (keys.packet_from("agent_1"), keys.tun_started("agent_1"),
+                    keys.bound("agent_1"), keys.stats("agent_1"), keys.COMPONENT_READY,
+                    keys.COMPONENT_SHUTDOWN):
             self.assertTrue(allows(topic, key), key)
-        for key in (wire.packet_from("agent_2"), wire.packet_direct("agent_2", "agent_1"),
-                    wire.tun_started("agent_10"), wire.packet_to("agent_2"),
-                    wire.routes_key("agent_2"), wire.LOSSY_LINK_START, "fromAgent.agent_1"):
+        for key in (keys.packet_from("agent_2"), keys.tun_started("agent_10"),
+                    keys.packet_to("agent_2"), keys.routes("agent_2"), keys.routes("agent_1"),
+                    keys.LOSSY_LINK_START, "fromAgent.agent_1",
+                    "fromAgent.agent_1.ip.tun.packet.to.agent_2"):
             self.assertFalse(allows(topic, key), key)
 
     def test_bind(self):
         """
         agent_1 may bind what is addressed to it, not what is addressed to
-        agent_2 nor every packet.
+        agent_2 nor any agent's packets.
         """
         topic = self.agent1.topic_read
-        for key in (wire.packet_to("agent_1"), wire.tun_start("agent_1"),
-                    wire.routes_key("agent_1"), wire.COMPONENT_READY,
-                    wire.direct_binding("*", "agent_1"), wire.direct_binding("agent_2", "agent_1"),
-                    wire.group_binding("*"), wire.group_binding("agent_2")):
+        for key in (keys.packet_to("agent_1"), keys.tun_start("agent_1"),
+                    keys.routes("agent_1"), keys.COMPONENT_READY):
             self.assertTrue(allows(topic, key), key)
-        for key in (wire.packet_to("agent_2"), wire.direct_binding("*", "agent_2"),
-                    wire.direct_binding("*", "*"), wire.direct_binding("*", "agent_10"),
-                    "fromAgent.#", "#", wire.routes_key("agent_2")):
+        for key in (keys.packet_to("agent_2"), keys.any_of(keys.PACKET_FROM),
+                    keys.packet_from("agent_2"), "fromAgent.#", "#", keys.routes("agent_2")):
             self.assertFalse(allows(topic, key), key)
 
-    def test_observer_binds_every_packet(self):
+    def test_exchanges(self):
         """
-        An observer may bind every packet key, still not others' control keys.
+        agent_1 may bind its queue to its own exchange only: not another
+        agent's, nor the steering exchanges; it may declare no exchange.
         """
-        topic = credentials.participant_grant("s42", "agent_TT", observer=True).topic_read
-        self.assertTrue(allows(topic, wire.direct_binding("*", "*")))
-        self.assertFalse(allows(topic, wire.routes_key("agent_1")))
-        self.assertFalse(allows(topic, "#"))
+        grant = self.agent1
+        self.assertTrue(allows(grant.read, "ioppy.to.agent_1"))
+        for exchange in ("ioppy.to.agent_2", "ioppy.to.agent_10", "ioppy.steer",
+                         "ioppy.unsteered"):
+            for pattern in (grant.configure, grant.write, grant.read):
+                self.assertFalse(allows(pattern, exchange), (pattern, exchange))
+        self.assertFalse(allows(grant.write, "ioppy.to.agent_1"))
+        self.assertFalse(allows(grant.configure, "ioppy.to.agent_1"))
 
     def test_queues(self):
         """
@@ -109,6 +112,31 @@ class GrantTests(SynchronousTestCase):
         self.assertTrue(allows(grant.write, "amq.topic"))
         self.assertFalse(allows(grant.configure, "amq.topic"))
 
+    def test_what_the_programs_use(self):
+        """
+        Every key, queue and exchange the agent and the router use is
+        granted to the participant (or the router) that uses it, and to no
+        other participant, but for the component announcements every
+        participant makes.
+        """
+        from .uses import agent_uses, router_uses
+        shared = {keys.COMPONENT_READY, keys.COMPONENT_SHUTDOWN}
+        one, two = (credentials.participant_grant("s42", n) for n in ("agent_1", "agent_2"))
+        router = credentials.router_grant("s42")
+        used = agent_uses("agent_1")
+        for what, names in used.items():
+            self.assertTrue(names, what)
+            for name in names:
+                self.assertTrue(allows(getattr(one, what), name), (what, name))
+                if name not in shared and name != "amq.topic":
+                    self.assertFalse(allows(getattr(two, what), name), (what, name))
+        for what, names in router_uses().items():
+            self.assertTrue(names, what)
+            for name in names:
+                self.assertTrue(allows(getattr(router, what), name), (what, name))
+                if name not in shared and name != "amq.topic":
+                    self.assertFalse(allows(getattr(one, what), name), (what, name))
+
     def test_router(self):
         """
         The router publishes to agents and announces itself, and binds
@@ -116,10 +144,10 @@ class GrantTests(SynchronousTestCase):
         """
         grant = credentials.router_grant("s42")
         self.assertEqual(grant.user, "s42.router")
-        self.assertTrue(allows(grant.topic_write, wire.packet_to("agent_1")))
-        self.assertTrue(allows(grant.topic_write, wire.routes_key("agent_1")))
-        self.assertTrue(allows(grant.topic_write, wire.COMPONENT_READY))
-        self.assertFalse(allows(grant.topic_write, wire.packet_from("agent_1")))
+        self.assertTrue(allows(grant.topic_write, keys.packet_to("agent_1")))
+        self.assertTrue(allows(grant.topic_write, keys.routes("agent_1")))
+        self.assertTrue(allows(grant.topic_write, keys.COMPONENT_READY))
+        self.assertFalse(allows(grant.topic_write, keys.packet_from("agent_1")))
         self.assertTrue(allows(grant.configure, "ioppy.router"))
         self.assertFalse(allows(grant.configure, "ioppy.agent.agent_1"))
 

@@ -241,3 +241,25 @@ class StreamMethodTests(SynchronousTestCase):
                                  timestamp=2.5)
         self.assertEqual(len(again), len(frames))
         self.assertNotEqual(again, frames)
+
+    def test_steered_publish(self):
+        """
+        A steering header goes in the headers table, beside the timestamp
+        when there is one, and the broker's reading of the table (the one
+        the headers exchange matches on) gives both back.
+        """
+        publisher = framing.Publisher(1, "amq.topic")
+        for stamp, want in ((None, {"ioppy-to": b"agent_2"}),
+                            (3.5, {"ioppy-to": b"agent_2", "timestamp": 3.5})):
+            kind = "application/json" if stamp is None else "application/octet-stream"
+            frames = publisher.frames("k", b"{}", kind, 131072, timestamp=stamp,
+                                      steer=("ioppy-to", "agent_2"))
+            at = 8 + struct.unpack_from("!I", frames, 3)[0]
+            size = struct.unpack_from("!I", frames, at + 3)[0]
+            header = frames[at + 7:at + 7 + size]
+            self.assertEqual(frames[at + 7 + size], 0xCE)
+            self.assertEqual(struct.unpack_from("!HHQH", header), (60, 0, 2, 0xA000))
+            table_at = 14 + 1 + len(kind)
+            length = struct.unpack_from("!I", header, table_at)[0]
+            self.assertEqual(table_at + 4 + length, len(header))
+            self.assertEqual(framing.decode_table(header[table_at + 4:]), want)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from ioppy_agent import wire
+from ioppy_agent import keys, wire
 from ioppy_agent.actions import Drop
 from ioppy_agent.router import PacketRouter
 
@@ -120,21 +120,21 @@ class RouterFuzzTests(SynchronousTestCase):
 
     @FUZZ
     @given(body=malformed, control=st.sampled_from(
-        [wire.COMPONENT_READY, wire.COMPONENT_SHUTDOWN, wire.LOSSY_LINK_START,
-         wire.tun_started("agent_1")]))
+        [keys.COMPONENT_READY, keys.COMPONENT_SHUTDOWN, keys.LOSSY_LINK_START,
+         keys.tun_started("agent_1")]))
     def test_bad_messages(self, body, control):
         """
         Malformed packets and control messages are counted and dropped; the
         good packet after each is forwarded; the loss count is not disturbed.
         """
-        dropped = self.router.route(wire.packet_from("agent_1"), body, wire.JSON)
+        dropped = self.router.route(keys.packet_from("agent_1"), body, wire.JSON)
         self.assertIsInstance(dropped, Drop)
         self.assertEqual(dropped.reason, "bad message")
         with capturedLogs():
             control_action = self.router.route(control, body, None)
         self.assertIn(type(control_action), (Drop, type(None)))
         self.announce()
-        out = self.router.route(wire.packet_from("agent_1"), GOOD, wire.JSON)
+        out = self.router.route(keys.packet_from("agent_1"), GOOD, wire.JSON)
         self.assertEqual([(m.routing_key, m.body) for m in out.messages],
-                         [(wire.packet_to("agent_2"), GOOD)])
+                         [(keys.packet_to("agent_2"), GOOD)])
         self.assertEqual(self.router.to_drop, 0)

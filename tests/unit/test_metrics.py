@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from ioppy_agent import metrics
+from ioppy_agent import keys, metrics
 from ioppy_agent.metrics import MetricsConfig, MetricsUnavailable, registry_for
 from ioppy_agent.router import ROUTER_QUEUE, RouterConfig, RouterService
 from ioppy_agent.tap import RouterOptions
@@ -108,7 +108,7 @@ class CollectorTests(SynchronousTestCase):
                               (("agent", "agent_1"),))], 150.0)
         self.assertNotIn(("ioppy_router_agent_packets_total",
                           (("agent", "agent_9"), ("direction", "out"))), got)
-        self.session.deliver(ROUTER_QUEUE, wire.COMPONENT_SHUTDOWN,
+        self.session.deliver(ROUTER_QUEUE, keys.COMPONENT_SHUTDOWN,
                              b'{"component": "agent_1"}')
         self.assertEqual(self.service.router.reports, {})
 

@@ -11,8 +11,8 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from ioppy_agent import control, wire
-from ioppy_agent.actions import Capture, Drop, Forward
+from ioppy_agent import control, keys, wire
+from ioppy_agent.actions import Drop, Forward
 from ioppy_agent.addressing import default_addresses, make_addresses
 from ioppy_agent.bus import BusConfig, QueueHeld
 from ioppy_agent.router import (BINDINGS, ROUTER_QUEUE, BadTopology, FanOut, FixedTopology,
@@ -34,7 +34,7 @@ def ready(name):
     """
     @return: The key and body of a component.ready for C{name}.
     """
-    return wire.COMPONENT_READY, json.dumps({"component": name}).encode()
+    return keys.COMPONENT_READY, json.dumps({"component": name}).encode()
 
 
 def started(name, direct=True, addresses=None, **extra):
@@ -47,15 +47,19 @@ def started(name, direct=True, addresses=None, **extra):
     if not direct:
         del body["ioppy_direct"], body["ioppy_routes"]
     body.update(extra)
-    return wire.tun_started(name), json.dumps(body).encode()
+    return keys.tun_started(name), json.dumps(body).encode()
 
 
 def routes_in(messages):
     """
     @return: The routes each routes message in C{messages} gives, by agent.
     """
-    return {wire.agent_of(m.routing_key): json.loads(m.body) for m in messages
-            if m.routing_key.endswith(".ip.tun.routes")}
+    found = {}
+    for message in messages:
+        kind, name = keys.parse(message.routing_key) or (None, None)
+        if kind == keys.ROUTES:
+            found[name] = json.loads(message.body)
+    return found
 
 
 class RouterTestCase(SynchronousTestCase):
@@ -75,7 +79,7 @@ class RouterTestCase(SynchronousTestCase):
             self.route(*started(name, direct), None)
 
     def send(self, sender, packet, content_type=wire.RAW):
-        return self.route(wire.packet_from(sender), packet, content_type)
+        return self.route(keys.packet_from(sender), packet, content_type)
 
     def settle(self):
         """
@@ -91,7 +95,7 @@ class RouterTestCase(SynchronousTestCase):
                 return last
             last.update(sent)
             for name, routes in sent.items():
-                self.route(wire.tun_bound(name), json.dumps(
+                self.route(keys.bound(name), json.dumps(
                     {"router": routes["router"], "serial": routes["serial"]}).encode(), None)
         raise AssertionError("the routes did not settle")
 
@@ -154,7 +158,7 @@ class LearningTests(RouterTestCase):
         """
         self.announce("agent_1")
         with capturedLogs() as events:
-            self.router.route(wire.COMPONENT_SHUTDOWN,
+            self.router.route(keys.COMPONENT_SHUTDOWN,
                               fixture("testingtool.component.shutdown")["body"].encode(), None)
         self.assertEqual((self.router.agents, self.router.steering.agents), ([], {}))
         self.assertEqual(formatEvent(events[-1]), "agent agent_1 left; agents: none")
@@ -243,7 +247,7 @@ class ForwardingTests(RouterTestCase):
         """
         packet = ipv4("10.2.0.1", "10.2.0.2")
         self.assertEqual(self.send("agent_1", packet).messages[0].content_type, wire.RAW)
-        action = self.route(wire.packet_from("agent_1"), wire.encode_packet(packet, 1.0), None)
+        action = self.route(keys.packet_from("agent_1"), wire.encode_packet(packet, 1.0), None)
         self.assertEqual(action.messages[0].content_type, wire.JSON)
 
     def test_lossy_link(self):
@@ -251,7 +255,7 @@ class ForwardingTests(RouterTestCase):
         routing.lossy.link.start drops exactly the next N packets.
         """
         with capturedLogs() as events:
-            self.router.route(wire.LOSSY_LINK_START,
+            self.router.route(keys.LOSSY_LINK_START,
                               fixture("routing.lossy.link.start")["body"].encode(), None)
         self.assertEqual(formatEvent(events[0]), "lossy link: dropping the next 2 packets")
         results = [self.send("agent_1", BODY, wire.JSON) for _ in range(4)]
@@ -266,9 +270,9 @@ class ForwardingTests(RouterTestCase):
         drops = [self.send("agent_1", body, content_type) for body, content_type in (
             (b"junk", wire.JSON), (b'{"x": 1}', wire.JSON), (b"[1, 2]", wire.JSON),
             (b'{"data": [69, 999]}', wire.JSON), (b"", wire.RAW), (BODY, "text/plain"))]
-        drops.append(self.route(wire.LOSSY_LINK_START, b'{"number_of_packets_to_drop": "x"}',
+        drops.append(self.route(keys.LOSSY_LINK_START, b'{"number_of_packets_to_drop": "x"}',
                                 None))
-        drops.append(self.route(wire.COMPONENT_SHUTDOWN, b"[]", None))
+        drops.append(self.route(keys.COMPONENT_SHUTDOWN, b"[]", None))
         self.assertEqual({d.reason for d in drops}, {"bad message"})
         self.assertIn("dropped a message on fromAgent.agent_1.ip.tun.packet.raw: body is not",
                       drops[0].detail)
@@ -279,18 +283,6 @@ class ForwardingTests(RouterTestCase):
         A packet with no IP header is dropped.
         """
         self.assertEqual(self.send("agent_1", b"\x45\x00").reason, "not IP")
-
-    def test_capture(self):
-        """
-        A router that captures gets the packets that go straight between
-        agents, and only captures them.
-        """
-        router = PacketRouter(capture=True)
-        packet = ipv4("10.2.0.1", "10.2.0.2")
-        self.assertEqual(router.route("fromAgent.agent_1.ip.tun.packet.to.agent_2", packet,
-                                      wire.RAW), Capture(packet))
-        self.assertIsNone(self.router.route("fromAgent.agent_1.ip.tun.packet.to.agent_2",
-                                            packet, wire.RAW))
 
 
 class SteeringTests(RouterTestCase):
@@ -311,11 +303,10 @@ class SteeringTests(RouterTestCase):
         self.assertEqual((routes["agent_1"]["destinations"]["agent_2"]["path"],
                           routes["agent_1"]["multicast"]), ("router", "router"))
         for name, sent in routes.items():
-            self.route(wire.tun_bound(name), json.dumps(
+            self.route(keys.bound(name), json.dumps(
                 {"router": sent["router"], "serial": sent["serial"]}).encode(), None)
         one = self.settle()["agent_1"]
-        self.assertEqual(one["bindings"], ["fromAgent.*.ip.tun.packet.to.agent_1",
-                                           "fromAgent.*.ip.tun.packet.all"])
+        self.assertEqual(one["bindings"], ["ioppy.to.agent_1"])
         self.assertEqual(one["destinations"], {"agent_2": {
             "addresses": ["10.2.0.2/32", "bbbb::2/128", "fe80::2/128"], "path": "direct"}})
         self.assertEqual((one["multicast"], one["mode"], one["router"]), ("direct", "direct",
@@ -364,7 +355,7 @@ class SteeringTests(RouterTestCase):
         """
         self.announce("agent_1", "agent_2")
         self.router.take_control()
-        self.route(wire.LOSSY_LINK_START, b'{"number_of_packets_to_drop": 1}', None)
+        self.route(keys.LOSSY_LINK_START, b'{"number_of_packets_to_drop": 1}', None)
         modes = {n: r["mode"] for n, r in routes_in(self.router.take_control()).items()}
         self.assertEqual(modes, {"agent_1": "router", "agent_2": "router"})
         self.send("agent_1", ipv4("10.2.0.1", "10.2.0.2"))
@@ -373,9 +364,10 @@ class SteeringTests(RouterTestCase):
 
     def test_topology(self):
         """
-        With a topology, a receiver binds each sender it may hear, an
-        observer binds every packet, and a destination is direct only if the
-        observers take direct delivery too.
+        With a topology, the broker steers into a receiver the multicast of
+        each sender that may reach it, into an observer every packet, and a
+        destination is direct only if the observers take direct delivery
+        too.
         """
         topology = Topology(frozenset({("agent_1", "agent_2")}), frozenset({"agent_TT"}))
         self.router = PacketRouter(FixedTopology(topology), router_id="r1")
@@ -383,10 +375,17 @@ class SteeringTests(RouterTestCase):
         tt = make_addresses("10.2.0.99/24", "bbbb", "99")
         self.route(*started("agent_TT", addresses=tt), None)
         routes = self.settle()
-        self.assertEqual(routes["agent_2"]["bindings"], [
-            "fromAgent.agent_1.ip.tun.packet.to.agent_2", "fromAgent.agent_1.ip.tun.packet.all"])
-        self.assertEqual(routes["agent_TT"]["bindings"], ["fromAgent.*.ip.tun.packet.to.*",
-                                                          "fromAgent.*.ip.tun.packet.all"])
+        self.assertEqual(routes["agent_2"]["bindings"], ["ioppy.to.agent_2"])
+        bindings = self.router.steering.steering_bindings()
+        into = {name: {(header, value) for exchange, header, value in bindings
+                       if exchange == f"ioppy.to.{name}"}
+                for name in ("agent_1", "agent_2", "agent_3", "agent_TT")}
+        self.assertEqual(into["agent_2"], {("ioppy-to", "agent_2"), ("ioppy-group", "agent_1")})
+        self.assertEqual(into["agent_3"], {("ioppy-to", "agent_3")})
+        self.assertEqual(into["agent_TT"], {
+            ("ioppy-to", "agent_1"), ("ioppy-to", "agent_2"), ("ioppy-to", "agent_3"),
+            ("ioppy-to", "agent_TT"), ("ioppy-group", "agent_1"), ("ioppy-group", "agent_2"),
+            ("ioppy-group", "agent_3")})
         self.assertEqual(sorted(routes["agent_1"]["destinations"]), ["agent_2", "agent_TT"])
         self.assertEqual(routes["agent_3"]["destinations"], {"agent_TT": {
             "addresses": ["10.2.0.99/32", "bbbb::99/128", "fe80::99/128"], "path": "direct"}})
@@ -402,10 +401,10 @@ class SteeringTests(RouterTestCase):
         self.announce("agent_1", "agent_2")
         sent = routes_in(self.router.take_control())
         for router, serial in (("r2", sent["agent_2"]["serial"]), ("r1", 99)):
-            self.route(wire.tun_bound("agent_2"),
+            self.route(keys.bound("agent_2"),
                        json.dumps({"router": router, "serial": serial}).encode(), None)
         self.assertEqual(self.router.take_control(), [])
-        self.assertEqual(self.route(wire.tun_bound("agent_2"), b"{}", None).reason,
+        self.assertEqual(self.route(keys.bound("agent_2"), b"{}", None).reason,
                          "bad message")
 
 
@@ -480,12 +479,12 @@ class TopologyTests(SynchronousTestCase):
         with capturedLogs():
             for name in ("agent_1", "agent_2", "agent_3", "agent_4"):
                 body = json.loads(started(name, direct=False)[1])
-                router.route(wire.tun_started(name), json.dumps(body).encode(), None)
-            multicast = router.route(wire.packet_from("agent_2"), ipv6("fe80::2", "ff02::1"),
+                router.route(keys.tun_started(name), json.dumps(body).encode(), None)
+            multicast = router.route(keys.packet_from("agent_2"), ipv6("fe80::2", "ff02::1"),
                                      wire.RAW)
-            unicast = router.route(wire.packet_from("agent_2"), ipv4("10.2.0.2", "10.2.0.1"),
+            unicast = router.route(keys.packet_from("agent_2"), ipv4("10.2.0.2", "10.2.0.1"),
                                    wire.RAW)
-            unlinked = router.route(wire.packet_from("agent_1"), ipv4("10.2.0.1", "10.2.0.4"),
+            unlinked = router.route(keys.packet_from("agent_1"), ipv4("10.2.0.1", "10.2.0.4"),
                                     wire.RAW)
         self.assertEqual([m.routing_key for m in multicast.messages],
                          ["toAgent.agent_1.ip.tun.packet.raw",
@@ -539,7 +538,12 @@ class RouterServiceTests(SynchronousTestCase):
         """
         self.successResultOf(self.service.connector.connect(self.session))
         self.assertEqual(self.session.queues, {ROUTER_QUEUE: list(BINDINGS)})
-        self.assertIn("fromAgent.*.ip.tun.packet.raw", BINDINGS)
+        self.assertIn(("ioppy.unsteered", ""), BINDINGS)
+        self.assertEqual(self.session.exchanges, {
+            "ioppy.unsteered": ("fanout", {}),
+            "ioppy.steer": ("headers", {"alternate-exchange": "ioppy.unsteered"})})
+        self.assertEqual(self.session.exchange_bindings, {
+            ("ioppy.steer", "amq.topic", "fromAgent.*.ip.tun.packet.raw", ())})
         self.assertIn(ROUTER_QUEUE, self.session.consumers)
         [(key, body, _)] = self.session.published
         self.assertEqual((key, json.loads(body)["component"]),
@@ -556,7 +560,7 @@ class RouterServiceTests(SynchronousTestCase):
         self.service.connector.connect(self.session)
         self.announce("agent_1", "agent_2")
         self.session.published.clear()
-        self.session.deliver(ROUTER_QUEUE, wire.packet_from("agent_1"), BODY)
+        self.session.deliver(ROUTER_QUEUE, keys.packet_from("agent_1"), BODY)
         self.assertEqual(self.session.published,
                          [("toAgent.agent_2.ip.tun.packet.raw", BODY, "application/json")])
 
@@ -569,8 +573,39 @@ class RouterServiceTests(SynchronousTestCase):
         self.session.published.clear()
         self.announce("agent_1", "agent_2", direct=True)
         self.assertEqual([key for key, _, _ in self.session.published],
-                         ["toAgent.agent_1.ip.tun.routes", "toAgent.agent_1.ip.tun.routes",
-                          "toAgent.agent_2.ip.tun.routes"])
+                         ["ioppy.routes.agent_1", "ioppy.routes.agent_1",
+                          "ioppy.routes.agent_2"])
+
+    def test_steering_bindings(self):
+        """
+        Before it publishes the routes, the router declares each direct
+        agent's exchange and binds the headers exchange into it for the
+        packets for it and the multicast of its peers; when an agent leaves,
+        those bindings go.
+        """
+        self.service.connector.connect(self.session)
+        self.announce("agent_1", "agent_2", direct=True)
+        self.announce("agent_3")
+        self.assertEqual(self.session.exchanges["ioppy.to.agent_1"], ("fanout", {}))
+        self.assertNotIn("ioppy.to.agent_3", self.session.exchanges)
+        steered = {(exchange, dict(arguments)["ioppy-to" if "ioppy-to" in dict(arguments)
+                                              else "ioppy-group"])
+                   for exchange, source, key, arguments in self.session.exchange_bindings
+                   if source == "ioppy.steer"}
+        self.assertEqual(steered, {("ioppy.to.agent_1", "agent_1"),
+                                   ("ioppy.to.agent_1", "agent_2"),
+                                   ("ioppy.to.agent_2", "agent_2"),
+                                   ("ioppy.to.agent_2", "agent_1")})
+        self.assertIn(("ioppy.to.agent_2", "ioppy.steer", "",
+                       (("ioppy-group", "agent_1"), ("x-match", "all"))),
+                      self.session.exchange_bindings)
+        self.session.deliver(ROUTER_QUEUE, keys.COMPONENT_SHUTDOWN,
+                             json.dumps({"component": "agent_2"}).encode())
+        self.assertEqual({b[0] for b in self.session.exchange_bindings
+                          if b[1] == "ioppy.steer"}, {"ioppy.to.agent_1"})
+        self.assertIn(("ioppy.to.agent_1", "ioppy.steer", "",
+                       (("ioppy-to", "agent_1"), ("x-match", "all"))),
+                      self.session.exchange_bindings)
 
     def test_routes_while_send_buffer_full(self):
         """
@@ -582,8 +617,8 @@ class RouterServiceTests(SynchronousTestCase):
         self.session.refused = "send buffer full"
         self.announce("agent_1", "agent_2", direct=True)
         self.assertEqual([key for key, _, _ in self.session.published],
-                         ["toAgent.agent_1.ip.tun.routes", "toAgent.agent_1.ip.tun.routes",
-                          "toAgent.agent_2.ip.tun.routes"])
+                         ["ioppy.routes.agent_1", "ioppy.routes.agent_1",
+                          "ioppy.routes.agent_2"])
 
     def test_refused_publishes_counted(self):
         """
@@ -594,9 +629,9 @@ class RouterServiceTests(SynchronousTestCase):
         self.announce("agent_1", "agent_2", "agent_3")
         packet = ipv6("fe80::1", "ff02::1")
         self.session.refused = "send buffer full"
-        self.session.deliver(ROUTER_QUEUE, wire.packet_from("agent_1"), packet, wire.RAW)
+        self.session.deliver(ROUTER_QUEUE, keys.packet_from("agent_1"), packet, wire.RAW)
         self.session.refused = None
-        self.session.deliver(ROUTER_QUEUE, wire.packet_from("agent_1"), packet, wire.RAW)
+        self.session.deliver(ROUTER_QUEUE, keys.packet_from("agent_1"), packet, wire.RAW)
         counters = self.service.counters
         self.assertEqual((counters.drops["send buffer full"], counters.packets["out"]), (2, 2))
 
@@ -614,7 +649,7 @@ class RouterServiceTests(SynchronousTestCase):
         """
         self.service.connector.connect(self.session)
         self.announce("agent_1")
-        self.session.deliver(ROUTER_QUEUE, wire.packet_from("agent_1"),
+        self.session.deliver(ROUTER_QUEUE, keys.packet_from("agent_1"),
                              ipv6("fe80::1", "ff02::1"), wire.RAW)
         counters = self.service.counters
         self.assertEqual((counters.packets["in"], counters.drops["no peer"]), (1, 1))
@@ -626,9 +661,9 @@ class RouterServiceTests(SynchronousTestCase):
         """
         self.service.connector.connect(self.session)
         with capturedLogs() as events:
-            self.session.deliver(ROUTER_QUEUE, wire.packet_from("agent_1"), b"junk")
-            self.session.deliver(ROUTER_QUEUE, wire.packet_from("agent_1"), b"junk")
-            self.session.oversize[ROUTER_QUEUE](wire.packet_from("agent_1"), 5000000)
+            self.session.deliver(ROUTER_QUEUE, keys.packet_from("agent_1"), b"junk")
+            self.session.deliver(ROUTER_QUEUE, keys.packet_from("agent_1"), b"junk")
+            self.session.oversize[ROUTER_QUEUE](keys.packet_from("agent_1"), 5000000)
         self.assertEqual(dict(self.service.counters.drops), {"bad message": 2, "too large": 1})
         self.assertEqual(len([e for e in events if "dropped" in formatEvent(e)]), 1)
 
@@ -678,9 +713,9 @@ class RouterServiceTests(SynchronousTestCase):
 
     def test_pcap(self):
         """
-        With C{--pcap-dir}, the router also binds the packets that go
-        straight between agents, and captures each packet once, whichever
-        way it went.
+        With C{--pcap-dir}, the router also consumes a queue of its own
+        bound to every agent's packets as they enter the bus, and captures
+        each packet from it once, whichever way it went on.
         """
         from .test_pcap import read_pcap
         directory = self.mktemp()
@@ -691,12 +726,17 @@ class RouterServiceTests(SynchronousTestCase):
         service.privilegedStartService()
         service.startService()
         service.connector.connect(self.session)
-        self.assertEqual(self.session.queues[ROUTER_QUEUE][-2:],
-                         ["fromAgent.*.ip.tun.packet.to.*", "fromAgent.*.ip.tun.packet.all"])
+        self.assertEqual(self.session.queues["ioppy.router.capture"],
+                         ["fromAgent.*.ip.tun.packet.raw"])
         self.announce("agent_1", "agent_2", "agent_3")
         direct = ipv4("10.2.0.2", "10.2.0.1")
-        self.session.deliver(ROUTER_QUEUE, wire.packet_from("agent_1"), BODY)
-        self.session.deliver(ROUTER_QUEUE, "fromAgent.agent_2.ip.tun.packet.to.agent_1", direct,
+        # Through the router: captured from the capture queue, not again
+        # when forwarded.
+        for queue in ("ioppy.router.capture", ROUTER_QUEUE):
+            self.session.deliver(queue, keys.packet_from("agent_1"), BODY)
+        self.session.deliver("ioppy.router.capture", keys.packet_from("agent_2"), direct,
+                             wire.RAW)
+        self.session.deliver("ioppy.router.capture", keys.packet_from("agent_2"), b"junk",
                              wire.RAW)
         self.successResultOf(service.stopService())
         _, records = read_pcap(os.path.join(directory, "v.pcap"))

@@ -10,7 +10,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
-from ioppy_agent import control, wire
+from ioppy_agent import control, keys, wire
 from ioppy_agent.bus import State, StreamMismatch
 from ioppy_agent.recorder.stream import BINDINGS as RECORD_BINDINGS, STREAM, RecordConfig
 from ioppy_agent.router import ROUTER_QUEUE, RouterConfig, RouterService
@@ -130,7 +130,7 @@ class ViewTests(SynchronousTestCase):
         self.session.deliver(ROUTER_QUEUE, *started("agent_1"))
         report(self.service, self.session, "agent_1", 200.0, 3)
         self.service.view.snapshot(201.0)
-        self.session.deliver(ROUTER_QUEUE, wire.COMPONENT_SHUTDOWN, b'{"component": "agent_1"}')
+        self.session.deliver(ROUTER_QUEUE, keys.COMPONENT_SHUTDOWN, b'{"component": "agent_1"}')
         self.assertEqual(self.service.view.snapshot(202.0)["agents"], [])
 
 

@@ -1,0 +1,170 @@
+"""
+Every name on the bus, in one place: the routing keys of each message, the
+queues, the exchanges and the steering headers.  Keys are built here,
+parsed here (L{parse}, which each core dispatches on), and C{ioppy-session}
+grants its permissions from the same templates (L{pattern}).
+
+Under C{fromAgent.#} and C{toAgent.#} are only ioppytest's own messages, as
+ioppytest's library knows them: its sniffer binds C{fromAgent.#} and takes
+a message for a packet by its key.  ioppy's own messages (routes, their
+acknowledgement, the counters) are under C{ioppy.#}.
+
+A packet always goes out on C{fromAgent.<sender>.ip.tun.packet.raw}.  The
+steering header (L{TO}, or L{GROUP} for multicast) tells the router's
+headers exchange L{STEER} where it goes; one without a header, or one no
+binding of L{STEER} takes, goes on to L{UNSTEERED}, where the router
+consumes it (see docs/architecture.md, "How packets travel").  Pure: no
+I/O.
+"""
+
+import re
+from typing import NamedTuple
+
+# The kinds of key, by what they carry.
+PACKET_FROM = "packet from"
+PACKET_TO = "packet to"
+TUN_START = "tun.start"
+TUN_STARTED = "tun.started"
+ROUTES = "routes"
+BOUND = "bound"
+STATS = "stats"
+READY = "component.ready"
+SHUTDOWN = "component.shutdown"
+LOSSY = "lossy link"
+
+# The keys of one agent each: C{{}} stands for the agent's name.
+TEMPLATES = {
+    PACKET_FROM: "fromAgent.{}.ip.tun.packet.raw",
+    TUN_STARTED: "fromAgent.{}.ip.tun.started",
+    PACKET_TO: "toAgent.{}.ip.tun.packet.raw",
+    TUN_START: "toAgent.{}.ip.tun.start",
+    ROUTES: "ioppy.routes.{}",
+    BOUND: "ioppy.bound.{}",
+    STATS: "ioppy.stats.{}",
+}
+# The keys of the whole session.
+COMPONENT_READY = "testingtool.component.ready"
+COMPONENT_SHUTDOWN = "testingtool.component.shutdown"
+LOSSY_LINK_START = "routing.lossy.link.start"
+FIXED = {COMPONENT_READY: READY, COMPONENT_SHUTDOWN: SHUTDOWN, LOSSY_LINK_START: LOSSY}
+# The component name the packet router announces itself with.
+ROUTER_NAME = "packet_router"
+
+# Queues and exchanges.
+AGENT_QUEUE = "ioppy.agent.{}"
+ROUTER_QUEUE = "ioppy.router"
+CAPTURE_QUEUE = "ioppy.router.capture"
+RECORD_STREAM = "ioppy.record"
+# The headers exchange every packet passes through (bound from the topic
+# exchange), the fanout its unsteered packets fall to, and each agent's own
+# fanout exchange, which only that agent may bind a queue to.
+STEER = "ioppy.steer"
+UNSTEERED = "ioppy.unsteered"
+TO_AGENT = "ioppy.to.{}"
+# The steering headers: a packet for one agent, and a multicast packet, by
+# its sender.
+TO = "ioppy-to"
+GROUP = "ioppy-group"
+
+_SPLIT = {kind: template.split("{}") for kind, template in TEMPLATES.items()}
+
+
+class Key(NamedTuple):
+    """
+    A routing key, parsed.
+
+    @ivar kind: One of L{PACKET_FROM}, L{PACKET_TO}, L{TUN_START} ... L{LOSSY}.
+    @ivar name: The agent it belongs to, or C{None} for a key of the session.
+    """
+
+    kind: str
+    name: str = None
+
+
+def key(kind, name):
+    """
+    @return: The routing key of C{kind} for agent C{name} (C{"*"} for a
+        binding that takes every agent's).
+    """
+    return TEMPLATES[kind].format(name)
+
+
+def packet_from(name):
+    return key(PACKET_FROM, name)
+
+
+def packet_to(name):
+    return key(PACKET_TO, name)
+
+
+def tun_start(name):
+    return key(TUN_START, name)
+
+
+def tun_started(name):
+    return key(TUN_STARTED, name)
+
+
+def routes(name):
+    return key(ROUTES, name)
+
+
+def bound(name):
+    return key(BOUND, name)
+
+
+def stats(name):
+    return key(STATS, name)
+
+
+def any_of(kind):
+    """
+    @return: The binding that takes the keys of C{kind} of every agent.
+    """
+    return key(kind, "*")
+
+
+def parse(routing_key):
+    """
+    @return: The L{Key} C{routing_key} is, or C{None} for a key no ioppy
+        program uses.  An agent's name is one word: no dots, not empty.
+    """
+    fixed = FIXED.get(routing_key)
+    if fixed is not None:
+        return Key(fixed)
+    for kind, (head, tail) in _SPLIT.items():
+        if routing_key.startswith(head) and routing_key.endswith(tail):
+            name = routing_key[len(head):len(routing_key) - len(tail)]
+            if name and "." not in name and name != "*" and name != "#":
+                return Key(kind, name)
+    return None
+
+
+def agent_queue(name, run=None):
+    """
+    @return: Agent C{name}'s queue, or with C{run} (hex), the queue of this
+        run of it.
+    """
+    queue = AGENT_QUEUE.format(name)
+    return queue if run is None else f"{queue}.{run}"
+
+
+def to_agent(name):
+    """
+    @return: Agent C{name}'s own exchange, from which its packets come.
+    """
+    return TO_AGENT.format(name)
+
+
+def pattern(template, name=None):
+    """
+    @param template: A key or resource name, with C{{}} for the agent's name.
+    @param name: The agent, or C{None} for any agent (or, for a binding, C{*}).
+    @return: A regular expression (not anchored) for the names C{template}
+        makes, as RabbitMQ's permissions take them.
+    """
+    head, brace, tail = template.partition("{}")
+    if not brace:
+        return re.escape(template)
+    middle = re.escape(name) if name is not None else r"[^.]+"
+    return re.escape(head) + middle + re.escape(tail)
