@@ -26,7 +26,7 @@ look (see L{ioppy_agent.keys}):
 import ipaddress
 import json
 
-from .addressing import BadAddress
+from .addressing import BadAddress, default_addresses
 from .routes import BadRoutes, network, routes_from_json
 from . import keys
 from .wire import API_VERSION, BadMessage, Message, decode_json
@@ -147,6 +147,33 @@ def packets_to_drop(body):
         raise BadMessage(
             f"number_of_packets_to_drop must be a whole number >= 0, not {count!r}")
     return count
+
+
+def roll_call(name):
+    """
+    @return: C{toAgent.<name>.ip.tun.start} as a roll call: an original
+        agent whose TUN is up answers any tun.start by announcing its
+        addresses again (and one without a TUN opens it with the addresses
+        given: ioppytest's defaults for C{agent_N}, as its own agent has
+        them); an ioppy agent, seeing C{ioppy_roll_call}, only announces.
+    """
+    fields = dict(name=name, ioppy_roll_call=True)
+    try:
+        addresses = default_addresses(name)
+    except BadAddress:
+        pass
+    else:
+        fields.update(ipv6_prefix=addresses.ipv6_prefix, ipv6_host=addresses.ipv6_host,
+                      ipv4_address=str(addresses.ipv4.ip), ipv4_host=str(addresses.ipv4.ip),
+                      ipv4_netmask=str(addresses.ipv4.netmask), ipv6_no_forwarding=False)
+    return control(keys.tun_start(name), **fields)
+
+
+def is_roll_call(body):
+    """
+    @return: Whether a C{tun.start} body is a router's L{roll_call}.
+    """
+    return decode_json(body).get("ioppy_roll_call") is True
 
 
 def tun_start_addresses(body):

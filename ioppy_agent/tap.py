@@ -190,6 +190,22 @@ class RouterOptions(CommonOptions):
                          f"{STREAM!r}, for ioppy-capture."],
     ]
 
+    def __init__(self):
+        CommonOptions.__init__(self)
+        self["roll-call"] = []
+
+    def opt_roll_call(self, name):
+        """
+        On connecting, ask agent NAME to announce itself (toAgent.NAME.ip.tun.start,
+        as ioppytest's coordinator does), unless it already has: for an original
+        agent started before the router. Repeatable; the --topology's agents are
+        asked too.
+        """
+        try:
+            self["roll-call"].append(check_name(name))
+        except BadAddress as e:
+            raise usage.UsageError(f"--roll-call: {e}") from None
+
     def postOptions(self):
         CommonOptions.postOptions(self)
         self["record"] = self._record()
@@ -221,7 +237,8 @@ class RouterOptions(CommonOptions):
         """
         return RouterConfig(bus=self["bus"], report=self["report"], metrics=self["metrics"],
                             topology=self["topology"], pcap_dir=self["pcap-dir"],
-                            record=self["record"], web=self["web"])
+                            record=self["record"], web=self["web"],
+                            roll_call=tuple(self["roll-call"]))
 
 
 def _wrap(child, process):

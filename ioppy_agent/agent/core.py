@@ -273,6 +273,8 @@ class AgentCore:
 
     def _tun_start(self, body):
         try:
+            if control.is_roll_call(body):
+                return Publish((self._started(),))
             return Readdress(make_addresses(*control.tun_start_addresses(body)))
         except (wire.BadMessage, BadAddress) as e:
             return Refuse(f"cannot apply tun.start: {e}")

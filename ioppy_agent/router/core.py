@@ -106,6 +106,16 @@ class PacketRouter:
         self._bound = set()
         self._rebind = True
 
+    def roll_call(self, names):
+        """
+        @return: A roll call (L{control.roll_call}) for each agent of C{names}
+            the router does not know yet, sorted: an original agent that
+            started before the router, and has said nothing since, announces
+            itself again.
+        """
+        return [control.roll_call(name) for name in sorted(names)
+                if name not in self.steering.agents]
+
     def route(self, routing_key, body, content_type):
         """
         @return: What to do with one message, or C{None} for nothing.

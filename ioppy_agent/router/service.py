@@ -39,6 +39,13 @@ ROUTER_QUEUE = keys.ROUTER_QUEUE
 DELIVERIES_PER_READ = 1024
 # Seconds between a standby router's attempts to take the queue.
 STANDBY_RETRY = 1.0
+# Seconds after connecting before the roll call (the agents that answer the
+# router's announcement have answered by then), and between calls while a
+# named agent has not answered: the original agent's answer is sometimes
+# lost (it publishes from two threads on one connection).
+ROLL_CALL_DELAY = 1.0
+ROLL_CALL_INTERVAL = 2.0
+ROLL_CALLS = 5
 BINDINGS = ((keys.UNSTEERED, ""), keys.any_of(keys.TUN_STARTED), keys.any_of(keys.BOUND),
             keys.any_of(keys.STATS), keys.COMPONENT_SHUTDOWN, keys.LOSSY_LINK_START)
 # With --pcap-dir: every packet an agent sends, as it enters the bus.
@@ -58,6 +65,19 @@ class RouterConfig:
     pcap_dir: Optional[str] = None
     record: Optional[RecordConfig] = None
     web: WebConfig = WebConfig()
+    roll_call: tuple = ()
+
+    @property
+    def roll_call_names(self):
+        """
+        @return: The agents to call the roll of on connecting: those named
+            with C{--roll-call}, and the topology's.
+        """
+        names = set(self.roll_call)
+        if self.topology is not None:
+            names.update(n for link in self.topology.links for n in link)
+            names.update(self.topology.observers)
+        return frozenset(names)
 
     @property
     def pcap_path(self):
@@ -119,6 +139,7 @@ class RouterService(BusService):
         self.pcap = None
         self.standing_by = False
         self._declared = set()
+        self._roll_calling = None
         policy = FixedTopology(config.topology) if config.topology else FanOut()
         self.router = PacketRouter(policy, router_id=os.urandom(6).hex())
         self.view = SessionView(self.router, self.connector, self.counters,
@@ -148,6 +169,36 @@ class RouterService(BusService):
 
     def stopping(self):
         self.feed.stop()
+        self._cancel_roll_call()
+
+    def _cancel_roll_call(self):
+        if self._roll_calling is not None and self._roll_calling.active():
+            self._roll_calling.cancel()
+        self._roll_calling = None
+
+    def _roll_call(self, left=ROLL_CALLS):
+        """
+        Ask each agent named for the roll call that has not announced itself
+        to do so; again in L{ROLL_CALL_INTERVAL} seconds while one has not,
+        C{left} times in all.
+        """
+        self._roll_calling = None
+        session = self.connector.session
+        if session is None:
+            return
+        calls = self.router.roll_call(self.config.roll_call_names)
+        for message in calls:
+            session.publish_message(message)
+        if not calls:
+            return
+        names = ", ".join(keys.parse(m.routing_key).name for m in calls)
+        if left > 1:
+            self._log.info("roll call: asked {names} to announce themselves", names=names)
+            self._roll_calling = self.reactor.callLater(ROLL_CALL_INTERVAL, self._roll_call,
+                                                        left - 1)
+        else:
+            self._log.warn("roll call: asked {names} {n} times; no answer yet", names=names,
+                           n=ROLL_CALLS)
 
     @defer.inlineCallbacks
     def _record(self, session):
@@ -211,6 +262,9 @@ class RouterService(BusService):
                            exchange=self.config.bus.exchange,
                            policy=self.router.policy.description)
             self.standing_by = False
+            if self.config.roll_call_names:
+                self._cancel_roll_call()
+                self._roll_calling = self.reactor.callLater(ROLL_CALL_DELAY, self._roll_call)
 
         d.addErrback(locked)
         if self.config.pcap_dir is not None:

@@ -93,6 +93,28 @@ def sniff(reactor, url, pattern):
     return go()
 
 
+def listen(reactor, url, pattern):
+    """
+    Print the key, time and start of the body of every message on C{pattern}.
+    """
+    @defer.inlineCallbacks
+    def go():
+        session = yield _connect(reactor, url, "ioppy-lab listener")
+        queue = f"ioppy.lab.listen.{os.getpid()}"
+
+        def got(key, body, content_type):
+            say("message", key=key, time=reactor.seconds(),
+                body=(body if isinstance(body, bytes) else str(body).encode())[:400]
+                .decode("utf-8", "replace"))
+
+        yield session.declare_queue(queue, [pattern], max_length=100000)
+        yield session.consume(queue, got)
+        say("listening")
+        yield defer.Deferred()
+
+    return go()
+
+
 def echo(request, source, destination, kind):
     """
     @return: An IPv4 ICMP echo (C{kind} 8) or echo reply (0) from C{source}

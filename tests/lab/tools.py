@@ -13,8 +13,11 @@ The lab's helper commands, each run as a process of its own
   - C{hold-proxy PORT FLAG}: forward to the broker, swallowing every byte
     while the file FLAG exists (a dead network path);
   - C{hostile-broker ...}: see L{tests.lab.hostile};
+  - C{delivery URL METHOD AGENTS SECONDS BROKER_PID}: one way of direct
+    delivery measured at the broker, see L{tests.lab.delivery};
   - C{sniff}, C{original-agent}, C{ioppytest-router}: stand-ins for
-    ioppytest's components, see L{tests.lab.peers}.
+    ioppytest's components, and C{listen URL PATTERN}, which prints every
+    message on PATTERN: see L{tests.lab.peers}.
 
 The functions L{publish}, L{broker_rate} and L{broker_latency} run the first
 three and wait.
@@ -274,6 +277,11 @@ def _hostile_main(reactor, *args):
     return main(reactor, *args)
 
 
+def _delivery_main(reactor, *args):
+    from .delivery import main
+    return main(reactor, *args)
+
+
 def _peer(name):
     def main(reactor, *args):
         from . import peers
@@ -284,9 +292,9 @@ def _peer(name):
 COMMANDS = {"publish": _publish_main, "try-as": _try_as_main, "broker-rate": _broker_rate_main,
             "broker-latency": _broker_latency_main,
             "hold-proxy": _hold_proxy_main,
-            "hostile-broker": _hostile_main, "sniff": _peer("sniff"),
+            "hostile-broker": _hostile_main, "sniff": _peer("sniff"), "listen": _peer("listen"),
             "original-agent": _peer("original_agent"),
-            "ioppytest-router": _peer("ioppytest_router")}
+            "ioppytest-router": _peer("ioppytest_router"), "delivery": _delivery_main}
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import json
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from ioppy_agent import keys, wire
+from ioppy_agent import control, keys, wire
 from ioppy_agent.actions import Drop, Forward, Publish, Readdress, Refuse, Reroute, WriteToTun
 from ioppy_agent.addressing import default_addresses, make_addresses
 from ioppy_agent.agent import AgentCore
@@ -162,6 +162,16 @@ class FromBusTests(CoreTestCase):
                                     .encode(), wire.JSON)
         self.assertIsInstance(action, Readdress)
         self.assertEqual(str(action.addresses.ipv6), "bbbb::1/64")
+
+    def test_roll_call(self):
+        """
+        A router's roll call (a tun.start saying so) is answered with the
+        agent's announcement; its addresses stay.
+        """
+        action = self.core.from_bus(START, control.roll_call("agent_1").body, wire.JSON)
+        self.assertIsInstance(action, Publish)
+        self.assertEqual([m.routing_key for m in action.messages],
+                         ["fromAgent.agent_1.ip.tun.started"])
 
     def test_bad_tun_start(self):
         """

@@ -186,6 +186,25 @@ class RouterOptionTests(EnvTestCase):
             self.assertIn(p, str(e))
 
 
+    def test_roll_call(self):
+        """
+        C{--roll-call} names agents, once per option; the topology's agents
+        are called too; a name that cannot be an agent's is a usage error.
+        """
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write('{"links": [["agent_1", "agent_2"]], "observers": ["agent_TT"]}')
+        o = RouterOptions()
+        o.parseOptions(["--roll-call", "agent_3", "--roll-call", "agent_4"])
+        self.assertEqual(o.config().roll_call, ("agent_3", "agent_4"))
+        o = RouterOptions()
+        o.parseOptions(["--roll-call", "agent_3", "--topology", path])
+        self.assertEqual(o.config().roll_call_names,
+                         {"agent_1", "agent_2", "agent_3", "agent_TT"})
+        e = self.assertRaises(usage.UsageError, RouterOptions().parseOptions,
+                              ["--roll-call", "a.b"])
+        self.assertIn("--roll-call", str(e))
+
 class MakeServiceTests(EnvTestCase):
     """
     C{make_*_service} build services without doing I/O.

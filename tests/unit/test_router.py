@@ -607,6 +607,47 @@ class RouterServiceTests(SynchronousTestCase):
                        (("ioppy-to", "agent_1"), ("x-match", "all"))),
                       self.session.exchange_bindings)
 
+    def test_roll_call(self):
+        """
+        A second after it connects, the router sends a roll call to each
+        agent named for it that has not announced itself, and to no other.
+        """
+        clock = Clock()
+        service = RouterService(clock, RouterConfig(bus=BUS, roll_call=("agent_3", "agent_2")),
+                                self.process, make_connector=RecordingConnector)
+        service.startService()
+        with capturedLogs() as events:
+            service.connector.connect(self.session)
+            self.session.deliver(ROUTER_QUEUE, *started("agent_2"))
+            self.session.published.clear()
+            clock.advance(0.9)
+            self.assertEqual(self.session.published, [])
+            clock.advance(0.1)
+        [(key, body, _)] = self.session.published
+        self.assertEqual(key, "toAgent.agent_3.ip.tun.start")
+        self.assertEqual(json.loads(body)["ipv4_address"], "10.2.0.3")
+        self.assertTrue(control.is_roll_call(body))
+        self.assertIn("roll call: asked agent_3 to announce themselves",
+                      [formatEvent(e) for e in events])
+        # Called again while it does not answer, five times in all.
+        self.session.published.clear()
+        with capturedLogs() as events:
+            clock.advance(2.0)
+            self.assertEqual([k for k, _, _ in self.session.published],
+                             ["toAgent.agent_3.ip.tun.start"])
+            clock.pump([2.0] * 5)
+        self.assertEqual(len(self.session.published), 4)
+        self.assertIn("roll call: asked agent_3 5 times; no answer yet",
+                      [formatEvent(e) for e in events])
+        # Once it answers, it is called no more.
+        self.session.published.clear()
+        service.connector.connect(self.session)
+        self.session.deliver(ROUTER_QUEUE, *started("agent_3", direct=False))
+        self.session.published.clear()
+        clock.pump([1.0, 2.0, 2.0])
+        self.assertEqual(self.session.published, [])
+        self.successResultOf(service.stopService())
+
     def test_routes_while_send_buffer_full(self):
         """
         Routes go out while the session refuses packets (send buffer full,
