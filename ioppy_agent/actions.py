@@ -29,13 +29,11 @@ class Forward(NamedTuple):
 
 class Reroute(NamedTuple):
     """
-    New routes from the router: bind the agent's queue to C{bind}, unbind it
-    from C{unbind}, and route C{add_routes} (prefixes behind other agents'
-    hosts) into the TUN, no longer C{remove_routes}.
+    New routes from the router: say they are taken, and route C{add_routes}
+    (prefixes behind other agents' hosts) into the TUN, no longer
+    C{remove_routes}.
     """
 
-    bind: Tuple
-    unbind: Tuple
     add_routes: Tuple
     remove_routes: Tuple
     summary: str

@@ -16,8 +16,9 @@ look (see L{ioppy_agent.keys}):
 
   - C{ioppy.routes.<name>}: the router's routes for one agent
     (L{ioppy_agent.routes.Routes});
-  - C{ioppy.bound.<name>}: the agent has made the bindings of those routes,
-    so others may now send to it straight;
+  - C{ioppy.bound.<name>}: the agent has taken those routes (it knows the
+    addresses of the agents that may send to it), so they may now send to
+    it straight;
   - C{ioppy.stats.<name>}: the agent's counters, every C{--report-interval}
     seconds, for the router's metrics (packets that go straight between
     agents never reach the router).
@@ -205,22 +206,21 @@ def routes_message(name, routes):
     return control(keys.routes(name), **routes.to_json())
 
 
-def routes_of(body, binding_allowed):
+def routes_of(body):
     """
     @return: The L{Routes} of a routes message.
     @raise BadMessage: if it is not one (L{ioppy_agent.routes.BadRoutes}
         says why).
     """
     try:
-        return routes_from_json(decode_json(body), binding_allowed)
+        return routes_from_json(decode_json(body))
     except BadRoutes as e:
         raise BadMessage(f"routes message refused: {e}") from None
 
 
 def bound(name, routes):
     """
-    @return: C{ioppy.bound.<name>}: agent C{name} has bound what
-        C{routes} ask.
+    @return: C{ioppy.bound.<name>}: agent C{name} has taken C{routes}.
     """
     return control(keys.bound(name), router=routes.router, serial=routes.serial)
 

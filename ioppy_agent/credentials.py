@@ -24,19 +24,20 @@ and each binding to a topic exchange), made from the names in
 L{ioppy_agent.keys}:
 
   - participant C{agent_N}: declare, bind and consume only its own queues
-    (C{ioppy.agent.agent_N}, and C{ioppy.agent.agent_N.<run>}); bind them to
-    its own exchange C{ioppy.to.agent_N}, into which the router steers its
-    packets, and to C{toAgent.agent_N.*}, C{ioppy.routes.agent_N} and
-    C{testingtool.component.ready}; publish only its own
-    C{fromAgent.agent_N.ip.tun.packet.raw} and C{.started},
-    C{ioppy.bound.agent_N}, C{ioppy.stats.agent_N} and the component
-    announcements.  No participant may publish to, or read from, the
-    steering exchanges or another agent's exchange;
+    (C{ioppy.agent.agent_N}, and C{ioppy.agent.agent_N.<run>}); bind them
+    to C{toAgent.agent_N.*}, its inbox C{ioppy.to.agent_N},
+    C{ioppy.routes.agent_N} and C{testingtool.component.ready}; publish only
+    its own C{fromAgent.agent_N.ip.tun.packet.raw} and C{.started},
+    C{ioppy.bound.agent_N}, C{ioppy.stats.agent_N}, the component
+    announcements, and name any agent's inbox in a C{CC} header (RabbitMQ
+    3.10 does not check C{CC} keys; later releases check them as publish
+    keys).  No participant may publish to, or bind from, the router's
+    exchanges;
   - the router: its queues C{ioppy.router} and C{ioppy.router.capture},
     the session's recording stream C{ioppy.record} (which ioppy-capture
-    reads with the router's URL file), the steering exchanges and every
-    agent's exchange; publish C{toAgent.*}, C{ioppy.routes.*} and its
-    announcement; bind anything.
+    reads with the router's URL file) and its exchanges C{ioppy.steer},
+    C{ioppy.direct}, C{ioppy.unsteered}; publish C{toAgent.*},
+    C{ioppy.routes.*} and its announcement; bind anything.
 
 The pure part (L{grants}, L{url_for}) is separate from running
 C{rabbitmqctl} (L{Rabbitmqctl}), which the tests replace.
@@ -80,7 +81,7 @@ def _alternatives(*patterns):
 
 # The keys each publishes (C{{}} is its name), and binds.
 PARTICIPANT_PUBLISHES = (keys.PACKET_FROM, keys.TUN_STARTED, keys.BOUND, keys.STATS)
-PARTICIPANT_BINDS = (keys.PACKET_TO, keys.TUN_START, keys.ROUTES)
+PARTICIPANT_BINDS = (keys.PACKET_TO, keys.INBOX, keys.TUN_START, keys.ROUTES)
 ROUTER_PUBLISHES = (keys.PACKET_TO, keys.TUN_START, keys.ROUTES)
 
 
@@ -94,9 +95,10 @@ def participant_grant(session, name, exchange=DEFAULT_EXCHANGE):
         user=f"{session}.{name}",
         configure=_alternatives(queues),
         write=_alternatives(*resources),
-        read=_alternatives(*resources, keys.pattern(keys.TO_AGENT, name)),
+        read=_alternatives(*resources),
         topic_write=_alternatives(
             *(keys.pattern(keys.TEMPLATES[kind], name) for kind in PARTICIPANT_PUBLISHES),
+            keys.pattern(keys.TEMPLATES[keys.INBOX]),
             keys.pattern(keys.COMPONENT_READY), keys.pattern(keys.COMPONENT_SHUTDOWN)),
         topic_read=_alternatives(
             *(keys.pattern(keys.TEMPLATES[kind], name) for kind in PARTICIPANT_BINDS),
@@ -109,7 +111,8 @@ def router_grant(session, exchange=DEFAULT_EXCHANGE):
     """
     queues = tuple(keys.pattern(q) for q in (keys.ROUTER_QUEUE, keys.CAPTURE_QUEUE,
                                              keys.RECORD_STREAM))
-    exchanges = tuple(keys.pattern(e) for e in (keys.STEER, keys.UNSTEERED, keys.TO_AGENT))
+    exchanges = tuple(keys.pattern(e) for e in (keys.STEER, keys.SENT_STRAIGHT,
+                                                keys.UNSTEERED))
     resources = (*queues, *exchanges, re.escape(exchange))
     # amq.default: ioppy-capture marks the end of what it reads by publishing
     # straight to the recording stream.

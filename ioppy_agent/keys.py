@@ -9,12 +9,13 @@ ioppytest's library knows them: its sniffer binds C{fromAgent.#} and takes
 a message for a packet by its key.  ioppy's own messages (routes, their
 acknowledgement, the counters) are under C{ioppy.#}.
 
-A packet always goes out on C{fromAgent.<sender>.ip.tun.packet.raw}.  The
-steering header (L{TO}, or L{GROUP} for multicast) tells the router's
-headers exchange L{STEER} where it goes; one without a header, or one no
-binding of L{STEER} takes, goes on to L{UNSTEERED}, where the router
-consumes it (see docs/architecture.md, "How packets travel").  Pure: no
-I/O.
+A packet always goes out on C{fromAgent.<sender>.ip.tun.packet.raw}.  One
+the sender steers straight to its receivers names their inboxes
+(C{ioppy.to.<name>}, L{INBOX}) in its C{CC} header, RabbitMQ's
+sender-selected distribution, and says so in the L{DIRECT} header: the
+copy the router's headers exchange L{STEER} gets then goes nowhere.  One
+without it falls to L{UNSTEERED}, where the router consumes it (see
+docs/architecture.md, "How packets travel").  Pure: no I/O.
 """
 
 import re
@@ -26,6 +27,7 @@ PACKET_TO = "packet to"
 TUN_START = "tun.start"
 TUN_STARTED = "tun.started"
 ROUTES = "routes"
+INBOX = "inbox"
 BOUND = "bound"
 STATS = "stats"
 READY = "component.ready"
@@ -39,6 +41,7 @@ TEMPLATES = {
     PACKET_TO: "toAgent.{}.ip.tun.packet.raw",
     TUN_START: "toAgent.{}.ip.tun.start",
     ROUTES: "ioppy.routes.{}",
+    INBOX: "ioppy.to.{}",
     BOUND: "ioppy.bound.{}",
     STATS: "ioppy.stats.{}",
 }
@@ -55,16 +58,15 @@ AGENT_QUEUE = "ioppy.agent.{}"
 ROUTER_QUEUE = "ioppy.router"
 CAPTURE_QUEUE = "ioppy.router.capture"
 RECORD_STREAM = "ioppy.record"
-# The headers exchange every packet passes through (bound from the topic
-# exchange), the fanout its unsteered packets fall to, and each agent's own
-# fanout exchange, which only that agent may bind a queue to.
+# The headers exchange every packet also passes through (bound from the
+# topic exchange), the fanout exchange it drops the packets sent straight
+# into (it has no bindings), and the one the others fall to, for the router.
 STEER = "ioppy.steer"
+SENT_STRAIGHT = "ioppy.direct"
 UNSTEERED = "ioppy.unsteered"
-TO_AGENT = "ioppy.to.{}"
-# The steering headers: a packet for one agent, and a multicast packet, by
-# its sender.
-TO = "ioppy-to"
-GROUP = "ioppy-group"
+# The header of a packet sent straight (with CC), and its value.
+DIRECT = "ioppy-direct"
+DIRECT_VALUE = "yes"
 
 _SPLIT = {kind: template.split("{}") for kind, template in TEMPLATES.items()}
 
@@ -117,6 +119,10 @@ def stats(name):
     return key(STATS, name)
 
 
+def inbox(name):
+    return key(INBOX, name)
+
+
 def any_of(kind):
     """
     @return: The binding that takes the keys of C{kind} of every agent.
@@ -147,13 +153,6 @@ def agent_queue(name, run=None):
     """
     queue = AGENT_QUEUE.format(name)
     return queue if run is None else f"{queue}.{run}"
-
-
-def to_agent(name):
-    """
-    @return: Agent C{name}'s own exchange, from which its packets come.
-    """
-    return TO_AGENT.format(name)
 
 
 def pattern(template, name=None):

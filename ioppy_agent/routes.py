@@ -3,9 +3,9 @@ Routes: who owns which addresses, and the decisions made from them for each
 packet, shared by the agent and the router.
 
 L{Routes} is what the router tells an agent (the body of
-C{ioppy.routes.<name>}): which exchange to bind its queue to, which
-agents own which addresses and how to reach each (straight through the
-broker, or through the router), and the addresses of the agents it may hear
+C{ioppy.routes.<name>}): which agents own which addresses and how to reach
+each (straight through the broker, or through the router), which observers
+get a copy of every packet, and the addresses of the agents it may hear
 from.  L{Directory} answers, for one packet, who owns its destination and
 whether its source belongs to its sender.
 
@@ -169,29 +169,29 @@ class Routes:
     @ivar serial: Counts up with each routes message the router sends.
     @ivar mode: C{"direct"}, or C{"router"} to send every packet through the
         router (while a lossy link drops packets, say).
-    @ivar bindings: The exchanges to bind the agent's queue to: its own
-        (C{ioppy.to.<name>}), once the router steers packets into it.
     @ivar destinations: The agents it may send to, by name.
     @ivar multicast: How multicast and broadcast go: C{"direct"},
         C{"router"}, or C{"none"} with nobody to send them to.
     @ivar senders: The agents it may hear from, by name, with their
         addresses.
+    @ivar observers: The agents that get a copy of each unicast packet it
+        sends straight, besides the owner.
     """
 
     router: str
     serial: int
     mode: str = DIRECT
-    bindings: Tuple[str, ...] = ()
     destinations: Dict[str, Peer] = field(default_factory=dict)
     multicast: str = NONE
     senders: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
+    observers: Tuple[str, ...] = ()
 
     def to_json(self):
         """
         @return: The routes as a JSON-able dict.
         """
         return {"router": self.router, "serial": self.serial, "mode": self.mode,
-                "bindings": list(self.bindings), "multicast": self.multicast,
+                "multicast": self.multicast, "observers": list(self.observers),
                 "destinations": {name: {"addresses": list(p.addresses), "path": p.path}
                                  for name, p in sorted(self.destinations.items())},
                 "senders": {name: list(a) for name, a in sorted(self.senders.items())}}
@@ -220,12 +220,10 @@ def _name(name):
         raise BadRoutes(str(e)) from None
 
 
-def routes_from_json(obj, binding_allowed):
+def routes_from_json(obj):
     """
     Check and convert the body of a routes message.
 
-    @param binding_allowed: Says whether an exchange is one this agent may
-        bind its queue to.
     @raise BadRoutes: saying what is wrong.
     """
     if not isinstance(obj, dict):
@@ -237,10 +235,8 @@ def routes_from_json(obj, binding_allowed):
     multicast = obj.get("multicast", NONE)
     if mode not in MODES or multicast not in (*PATHS, NONE):
         raise BadRoutes(f"unknown mode {mode!r} or multicast path {multicast!r}")
-    bindings = _text_list(obj.get("bindings", []), "bindings")
-    for key in bindings:
-        if not binding_allowed(key):
-            raise BadRoutes(f"binding to {key!r} is not one this agent makes")
+    observers = tuple(_name(name) for name in _text_list(obj.get("observers", []),
+                                                          "observers"))
     destinations = obj.get("destinations", {})
     senders = obj.get("senders", {})
     if not isinstance(destinations, dict) or not isinstance(senders, dict):
@@ -253,4 +249,4 @@ def routes_from_json(obj, binding_allowed):
                                   peer.get("path", DIRECT))
     heard = {_name(name): _addresses(addresses, f"{name}'s addresses")
              for name, addresses in senders.items()}
-    return Routes(router, serial, mode, bindings, peers, multicast, heard)
+    return Routes(router, serial, mode, peers, multicast, heard, observers)

@@ -115,7 +115,7 @@ class RecordingSession:
     @ivar stream_reads: C{(queue, offset, prefetch)} per C{consume_stream},
         whose handler is in C{consumers}; C{acks} the delivery tags acked;
         C{to_queues} C{(queue, body, content_type)} published to queues.
-    @ivar steers: The steering header of each packet published (C{None}
+    @ivar headers: The extra headers of each packet published (C{None}
         for one without).
     @ivar exchanges: C{name: (kind, arguments)} per declared exchange;
         C{exchange_bindings} the set of C{(destination, source, key,
@@ -140,7 +140,7 @@ class RecordingSession:
         self.stream_reads = []
         self.acks = []
         self.to_queues = []
-        self.steers = []
+        self.headers = []
         self.exchanges = {}
         self.exchange_bindings = set()
 
@@ -207,12 +207,12 @@ class RecordingSession:
         """
         return "not connected" if self.closed else self.refused
 
-    def publish(self, routing_key, body, content_type, timestamp=None, steer=None):
+    def publish(self, routing_key, body, content_type, timestamp=None, headers=None):
         if self.refusal() is not None:
             return False
         self.published.append((routing_key, body, content_type))
         self.stamps.append(timestamp)
-        self.steers.append(steer)
+        self.headers.append(headers)
         return True
 
     def publish_message(self, message):

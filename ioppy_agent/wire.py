@@ -49,17 +49,17 @@ class Message(NamedTuple):
     @ivar content_type: The AMQP C{content-type} property.
     @ivar timestamp: For a raw packet, when it entered the bus (sent in the
         C{timestamp} header); C{None} when the body says so itself.
-    @ivar steer: For a packet that goes straight to its receivers, the
-        steering header C{(name, value)} (L{ioppy_agent.keys.TO} and the
-        owner, or L{ioppy_agent.keys.GROUP} and the sender); C{None} for one
-        the router forwards.
+    @ivar headers: More of the C{headers} property, C{((name, value), ...)}
+        with text or a tuple of texts as values: for a packet sent straight
+        to its receivers, C{CC} with their inbox keys (see
+        L{ioppy_agent.keys}); C{None} for one the router forwards.
     """
 
     routing_key: str
     body: bytes
     content_type: str = JSON
     timestamp: float = None
-    steer: tuple = None
+    headers: tuple = None
 
 
 def as_bytes(body):

@@ -12,12 +12,12 @@ the time stamp of each packet.
 Every packet goes out on C{fromAgent.<name>.ip.tun.packet.raw}, as the
 original ioppytest agent sends it, for ioppytest's sniffer to see.  Until
 an ioppy-router sends it routes, that is all: a router forwards it.  With
-routes, a packet for an agent that takes direct delivery carries the
-steering header C{ioppy-to: <owner>}, and the broker takes it straight to
-the owner's queue (and the observers'); a multicast packet carries
-C{ioppy-group: <name>}, for every peer; one for an original agent carries
-none, and goes to the router as before (see L{ioppy_agent.keys}).  A
-packet whose source is not this agent's is dropped.  A packet that comes
+routes, a packet for an agent that takes direct delivery names the owner's
+inbox (and the observers') in its C{CC} header, and the broker takes it
+straight there; a multicast packet names every peer's; one for an original
+agent names none, and goes to the router as before (see
+L{ioppy_agent.keys}).  A packet whose source is not this agent's is
+dropped.  A packet that comes
 straight from another agent (on that agent's C{fromAgent} key, which the
 broker lets only that agent publish) is written into the TUN only if its
 source is one of that agent's addresses.
@@ -33,6 +33,16 @@ from ..routes import (DIRECT, ROUTER, Directory, addresses_of, is_group, network
 
 def _shown(address):
     return str(ipaddress.ip_address(address))
+
+
+def _copies_to(*names):
+    """
+    @return: The headers of a packet sent straight to the inboxes of
+        C{names}: RabbitMQ's C{CC}, and the mark that keeps the router's copy
+        out of its queue.
+    """
+    return (("CC", tuple(keys.inbox(name) for name in names)),
+            (keys.DIRECT, keys.DIRECT_VALUE))
 
 
 class AgentCore:
@@ -63,7 +73,6 @@ class AgentCore:
         self._raw = wire_format == "raw"
         self._interface_name = interface_name
         self._key_out = keys.packet_from(name)
-        self._exchange = keys.to_agent(name)
         self._paths = {}
         self._group = False
         self._table = Directory()
@@ -80,17 +89,8 @@ class AgentCore:
         """
         @return: The routing keys the agent's queue is bound to.
         """
-        own = (keys.packet_to(self.name), keys.tun_start(self.name), keys.routes(self.name),
-               keys.COMPONENT_READY)
-        return own + (self._exchanges(self.routes) if self.routes is not None else ())
-
-    @staticmethod
-    def _exchanges(routes):
-        """
-        @return: The C{(exchange, key)} bindings C{routes} ask: this agent's
-            own exchange, from which the broker's steered packets come.
-        """
-        return tuple((name, "") for name in routes.bindings)
+        return (keys.packet_to(self.name), keys.inbox(self.name), keys.tun_start(self.name),
+                keys.routes(self.name), keys.COMPONENT_READY)
 
     def announcements(self):
         """
@@ -104,8 +104,8 @@ class AgentCore:
 
     def bound(self):
         """
-        @return: The message saying the queue is bound as the current routes
-            ask, or C{None} without routes.
+        @return: The message saying the agent has taken the current routes,
+            or C{None} without routes.
         """
         return control.bound(self.name, self.routes) if self.routes is not None else None
 
@@ -120,28 +120,29 @@ class AgentCore:
     def from_tun(self, packet):
         """
         @return: What to do with a packet the host sent into the TUN: a
-            L{Forward} with the steering header that takes it where it goes,
-            or a L{Drop}.
+            L{Forward} with the headers that take it where it goes, or a
+            L{Drop}.
         """
-        steer = None
+        copies = None
         if self.routes is not None and self.routes.mode == DIRECT:
-            steer = self._route(packet)
-            if type(steer) is Drop:
-                return steer
+            copies = self._route(packet)
+            if type(copies) is Drop:
+                return copies
         if self._raw:
             # The raw body is the packet alone: the time it entered the bus
             # goes in a header, for the session recorder.
             message = wire.Message(self._key_out, packet, wire.RAW, self._clock.seconds(),
-                                   steer)
+                                   copies)
         else:
             body = wire.encode_packet(packet, self._clock.seconds(), self._interface_name)
-            message = wire.Message(self._key_out, body, wire.JSON, None, steer)
+            message = wire.Message(self._key_out, body, wire.JSON, None, copies)
         return Forward((message,), len(packet), packet)
 
     def _route(self, packet):
         """
-        @return: The steering header for C{packet} under the routes, C{None}
-            to have the router forward it, or a L{Drop}.
+        @return: The headers that send C{packet} straight to its receivers
+            under the routes, C{None} to have the router forward it, or a
+            L{Drop}.
         """
         found = addresses_of(packet)
         if found is None:
@@ -219,35 +220,25 @@ class AgentCore:
                                                "addresses")
         return action
 
-    def _binding_allowed(self, exchange):
-        """
-        @return: Whether the routes may have this agent bind its queue to
-            C{exchange}: only to its own, which only it may read.
-        """
-        return exchange == self._exchange
-
     def _new_routes(self, body):
         try:
-            routes = control.routes_of(body, self._binding_allowed)
+            routes = control.routes_of(body)
         except wire.BadMessage as e:
             return Refuse(f"cannot apply the router's routes: {e}")
         old = self.routes
-        old_bindings = self._exchanges(old) if old is not None else ()
-        new_bindings = self._exchanges(routes)
         old_remote = self._remote_prefixes(old)
         self.routes = routes
         self._table = Directory((name, peer.addresses)
                                 for name, peer in routes.destinations.items())
         self._heard = Directory(routes.senders.items())
-        self._paths = {name: (keys.TO, name)
+        observers = [o for o in routes.observers if o != self.name]
+        self._paths = {name: _copies_to(name, *(o for o in observers if o != name))
                        for name, peer in routes.destinations.items() if peer.path == DIRECT}
-        self._group = {DIRECT: (keys.GROUP, self.name), ROUTER: None}.get(routes.multicast,
-                                                                           False)
+        self._group = {DIRECT: _copies_to(*sorted(routes.destinations)),
+                       ROUTER: None}.get(routes.multicast, False)
         remote = self._remote_prefixes(routes)
         direct = sum(1 for p in routes.destinations.values() if p.path == DIRECT)
         return Reroute(
-            tuple(b for b in new_bindings if b not in old_bindings),
-            tuple(b for b in old_bindings if b not in new_bindings),
             tuple(n for n in remote if n not in old_remote),
             tuple(n for n in old_remote if n not in remote),
             f"{len(routes.destinations)} destinations ({direct} direct), multicast "

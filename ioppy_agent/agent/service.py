@@ -10,7 +10,6 @@ import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -224,7 +223,7 @@ class AgentService(BusService):
             return
         for message in action.messages:
             session.publish(message.routing_key, message.body, message.content_type,
-                            message.timestamp, message.steer)
+                            message.timestamp, message.headers)
         self.counters.moved("out", action.size)
         if self.pcap is not None:
             self.pcap.write(packet)
@@ -274,22 +273,13 @@ class AgentService(BusService):
 
     def _reroute(self, action):
         """
-        Carry out new routes: the bindings for packets straight from other
-        agents, and the kernel's routes to prefixes behind their hosts.
+        Carry out new routes: say they are taken, and route the prefixes
+        behind other agents' hosts into the TUN.
         """
         self._log.info("routes from the router: {summary}", summary=action.summary)
-        session = self.connector.session
-        if session is not None:
-            queue = self.queue
-            changes = [session.bind(queue, key).addErrback(self._binding_failed, key)
-                       for key in action.bind]
-            changes += [session.unbind(queue, key).addErrback(self._binding_failed, key)
-                        for key in action.unbind]
-            bound = self.core.bound()
-            # The router lets others send straight to this agent only once
-            # it hears that the bindings are made.
-            defer.gatherResults(changes).addCallback(
-                lambda results: False not in results and self._publish((bound,)))
+        # The router lets others send straight to this agent only once it
+        # hears that the agent knows their addresses.
+        self._publish((self.core.bound(),))
         for networks, remove in ((action.remove_routes, True), (action.add_routes, False)):
             if not networks:
                 continue
@@ -303,11 +293,6 @@ class AgentService(BusService):
                 self._interface.route(networks, remove)
             except (netlink.NetlinkFailure, OSError) as e:
                 self._log.error("{error}", error=str(e))
-
-    def _binding_failed(self, reason, key):
-        self._log.warn("binding {key} failed: {error}; the next session binds it again",
-                       key=key, error=reason.getErrorMessage())
-        return False
 
     def _readdress(self, addresses):
         """

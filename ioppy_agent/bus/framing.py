@@ -273,12 +273,25 @@ PACKED_HERE = {(10, 11): pack_start_ok, (50, 10): pack_queue_declare,
 STAMP_ENTRY_HEAD = shortstr(STAMP_HEADER) + b"d"
 
 
-def _text_entry(name, value):
-    """
-    @return: One entry of a field table: C{name}, a long string C{value}.
-    """
+def _text(value):
     data = value.encode("utf-8")
-    return shortstr(name) + b"S" + struct.pack("!I", len(data)) + data
+    return b"S" + struct.pack("!I", len(data)) + data
+
+
+def _entries_of(headers):
+    """
+    @param headers: C{((name, value), ...)}, each value a text or a tuple of
+        texts (an array: RabbitMQ's C{CC}).
+    @return: Those entries of a field table.
+    """
+    out = []
+    for name, value in headers:
+        if isinstance(value, tuple):
+            items = b"".join(_text(item) for item in value)
+            out.append(shortstr(name) + b"A" + struct.pack("!I", len(items)) + items)
+        else:
+            out.append(shortstr(name) + _text(value))
+    return b"".join(out)
 
 
 class Publisher:
@@ -298,21 +311,22 @@ class Publisher:
         self._headers = {}
 
     def frames(self, routing_key, body, content_type, frame_max, timestamp=None,
-               steer=None):
+               headers=None):
         """
         @param frame_max: The negotiated frame size: bodies longer than
             C{frame_max - 8} go in several body frames.
         @param timestamp: When the message entered the bus (seconds since the
             epoch), for a body that does not say so itself: sent in the
             C{headers} property as C{timestamp}, a double (23 bytes).
-        @param steer: A steering header C{(name, value)} for the headers
-            property (see L{ioppy_agent.keys}), or C{None}.
+        @param headers: More entries of the headers property,
+            C{((name, value), ...)}, each value a text or a tuple of texts;
+            packed once per distinct tuple and kept.
         @return: The frames of one message, C{bytes}.
         """
         method = self._methods.get(routing_key)
         if method is None:
             method = self._method(routing_key)
-        kind = (content_type, timestamp is not None, steer)
+        kind = (content_type, timestamp is not None, headers)
         header = self._headers.get(kind)
         if header is None:
             header = self._header(*kind)
@@ -336,13 +350,13 @@ class Publisher:
             self._methods[routing_key] = frame
         return frame
 
-    def _header(self, content_type, stamped=False, steer=None):
+    def _header(self, content_type, stamped=False, headers=None):
         """
         @return: The content header frame in two parts, to go either side of
             the body size; with C{stamped}, the second part stops before the
             timestamp's eight bytes and the end octet.
         """
-        table = _text_entry(*steer) if steer is not None else b""
+        table = _entries_of(headers) if headers else b""
         if stamped:
             table += STAMP_ENTRY_HEAD
         flags = (0x8000 if content_type else 0) | (0x2000 if table else 0)
@@ -354,5 +368,5 @@ class Publisher:
         head = FRAME_HEAD.pack(FRAME_HEADER, self.channel, size)
         frame = (head + METHOD_IDS.pack(60, 0), properties if stamped else properties + _END)
         if len(self._headers) < self.MAX_KEYS:
-            self._headers[(content_type, stamped, steer)] = frame
+            self._headers[(content_type, stamped, headers)] = frame
         return frame

@@ -293,20 +293,20 @@ class BusSession:
         self._tags.append(reply.consumer_tag)
         return reply.consumer_tag
 
-    def publish(self, routing_key, body, content_type, timestamp=None, steer=None):
+    def publish(self, routing_key, body, content_type, timestamp=None, headers=None):
         """
         Publish C{body} (C{bytes}) on the session's exchange: the method,
         header and body frames are written at once.
 
         @param timestamp: When the message entered the bus, sent in its
             C{timestamp} header (see L{framing.Publisher.frames}), or C{None}.
-        @param steer: Its steering header C{(name, value)}, or C{None}.
+        @param headers: More of its headers (see L{framing.Publisher.frames}).
         @return: C{False} if nothing was sent (see L{refusal}).
         """
         if self.refusal() is not None:
             return False
         self.client.write_frames(self._publisher.frames(
-            routing_key, body, content_type, self.client.MAX_LENGTH, timestamp, steer))
+            routing_key, body, content_type, self.client.MAX_LENGTH, timestamp, headers))
         return True
 
     def publish_to_queue(self, queue, body, content_type):

@@ -3,15 +3,15 @@ L{PacketRouter}: what the router does with each message it consumes,
 without doing it.
 
 The router steers: it learns the agents from their announcements (their
-addresses, in L{Steering}), binds the broker's headers exchange into the
-exchange of each agent that takes direct delivery (L{take_bindings}), and
-tells each such agent its routes, which are put in L{PacketRouter.outbox}
-for the service to publish.  Packets between such agents go straight
+addresses, in L{Steering}), and tells each agent that takes direct
+delivery its routes, which are put in L{PacketRouter.outbox} for the
+service to publish.  Packets between such agents go straight
 through the broker and never reach the router.
 
 It still carries what cannot go straight: packets from original ioppytest
-agents, and packets some of whose receivers are original agents, which the
-broker hands it because no steering binding takes them.  For each of those
+agents, and packets some of whose receivers are original agents: those
+sent without the mark of a packet sent straight, which the broker hands it
+(see L{ioppy_agent.keys}).  For each of those
 it checks that
 the source belongs to the sender, finds who should get it (the owner of a
 unicast destination and the observers, or every peer for multicast), and
@@ -61,8 +61,6 @@ class PacketRouter:
         self.reports = {}
         self._keys = {}
         self._known = set()
-        self._bound = set()
-        self._rebind = False
 
     @property
     def agents(self):
@@ -78,33 +76,16 @@ class PacketRouter:
         out, self.outbox = self.outbox, []
         return out
 
-    def take_bindings(self):
-        """
-        @return: C{(add, remove)}: the steering bindings (see
-            L{Steering.steering_bindings}) to make and to remove now, before
-            the routes in the outbox are published, each sorted.
-        """
-        if not self._rebind:
-            return (), ()
-        self._rebind = False
-        wanted = self.steering.steering_bindings()
-        add, remove = wanted - self._bound, self._bound - wanted
-        self._bound = wanted
-        return sorted(add), sorted(remove)
-
     def _steer(self):
-        self._rebind = True
         for name, routes in self.steering.updates():
             self.outbox.append(control.routes_message(name, routes))
 
     def connected(self):
         """
         A new session: every agent gets its routes again once it announces
-        itself, and the steering bindings are made again.
+        itself.
         """
         self.steering.resend()
-        self._bound = set()
-        self._rebind = True
 
     def roll_call(self, names):
         """

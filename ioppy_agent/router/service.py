@@ -2,11 +2,12 @@
 L{RouterService}: consumes the agents' packets and announcements and
 carries out what L{PacketRouter} decides.
 
-On each connection it declares the steering exchanges (L{keys.STEER}, a
-headers exchange bound from the session's exchange for every agent's
-packets, and L{keys.UNSTEERED}, where what no steering binding takes falls)
-and consumes its queue, bound to L{keys.UNSTEERED} and to the agents'
-announcements.
+On each connection it declares the exchanges that keep the packets sent
+straight out of its queue (L{keys.STEER}, a headers exchange bound from the
+session's exchange for every agent's packets, which drops those marked as
+sent straight into L{keys.SENT_STRAIGHT} and lets the others fall to
+L{keys.UNSTEERED}) and consumes its queue, bound to L{keys.UNSTEERED} and
+to the agents' announcements.
 """
 
 import os
@@ -138,7 +139,6 @@ class RouterService(BusService):
         self.config = config
         self.pcap = None
         self.standing_by = False
-        self._declared = set()
         self._roll_calling = None
         policy = FixedTopology(config.topology) if config.topology else FanOut()
         self.router = PacketRouter(policy, router_id=os.urandom(6).hex())
@@ -225,8 +225,11 @@ class RouterService(BusService):
         queue.
         """
         yield session.declare_exchange(keys.UNSTEERED, "fanout")
+        yield session.declare_exchange(keys.SENT_STRAIGHT, "fanout")
         yield session.declare_exchange(keys.STEER, "headers",
                                        {"alternate-exchange": keys.UNSTEERED})
+        yield session.bind_exchange(keys.SENT_STRAIGHT, keys.STEER, "",
+                                    {"x-match": "all", keys.DIRECT: keys.DIRECT_VALUE})
         yield session.bind_exchange(keys.STEER, self.config.bus.exchange,
                                     keys.any_of(keys.PACKET_FROM))
         if self.config.record is not None:
@@ -235,7 +238,6 @@ class RouterService(BusService):
 
     def setup(self, session):
         url = self.connector.url
-        self._declared = set()
         d = self._declare(session)
 
         def locked(reason):
@@ -329,36 +331,11 @@ class RouterService(BusService):
             self._forward(action)
         elif type(action) is Drop:
             self.drop(action.reason, action.detail)
-        add, remove = router.take_bindings()
-        session = self.connector.session
-        if session is not None and (add or remove):
-            self._rebind(session, add, remove)
         if router.outbox:
+            session = self.connector.session
             for message in router.take_control():
                 if session is not None:
                     session.publish_message(message)
-
-    def _rebind(self, session, add, remove):
-        """
-        Make and remove steering bindings.  The broker carries out a
-        channel's methods in order, so the routes published after them find
-        them made.
-        """
-        for exchange, header, value in add:
-            if exchange not in self._declared:
-                self._declared.add(exchange)
-                session.declare_exchange(exchange, "fanout").addErrback(
-                    self._rebind_failed, exchange)
-            session.bind_exchange(exchange, keys.STEER, "", {"x-match": "all", header: value}
-                                  ).addErrback(self._rebind_failed, exchange)
-        for exchange, header, value in remove:
-            session.unbind_exchange(exchange, keys.STEER, "",
-                                    {"x-match": "all", header: value}
-                                    ).addErrback(self._rebind_failed, exchange)
-
-    def _rebind_failed(self, reason, exchange):
-        self._log.warn("steering into {exchange} failed: {error}; the next session steers "
-                       "again", exchange=exchange, error=reason.getErrorMessage())
 
     def _capture(self, routing_key, body, content_type):
         """

@@ -9,22 +9,18 @@ router, from the sources of its packets.  Who may reach whom is the
 L{IRoutingPolicy}'s; L{Steering.routes_for} turns it into bindings,
 destinations and senders (L{ioppy_agent.routes.Routes}).
 
-The broker steers: L{Steering.steering_bindings} are the bindings of the
-headers exchange (L{keys.STEER}) into each agent's own exchange, one per
-steering header that agent takes.  A destination is reached straight
-through the broker only if every agent that should get the packet (its
-owner, and the observers) takes direct delivery and has said
-(C{ioppy.bound}) that its queue is bound to its exchange, with this
-sender's addresses to check packets against; until then, and for original
+A destination is reached straight through the broker only if every agent
+that should get the packet (its owner, and the observers) takes direct
+delivery and has said (C{ioppy.bound}) that it has taken routes with this
+sender's addresses, to check packets against; until then, and for original
 agents, the packet goes through the router, which forwards it to all of
-them, so that none is lost while bindings are being made.  Pure: no I/O.
+them, so that none is lost while routes are on their way.  Pure: no I/O.
 """
 
 import ipaddress
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from .. import keys
 from ..routes import DIRECT, NONE, ROUTER, Directory, Peer, Routes
 
 # Sources learned from the packets of an agent that never announced its
@@ -135,38 +131,15 @@ class Steering:
 
     def _bound_for(self, receiver, sender):
         """
-        @return: Whether C{receiver} has said its queue is bound to its
-            exchange, knowing C{sender}'s current addresses.
+        @return: Whether C{receiver} takes direct delivery and has said it
+            has routes with C{sender}'s current addresses.
         """
         agent = self.agents.get(receiver)
         routes = self._acked.get(receiver)
         if agent is None or not agent.direct or routes is None:
             return False
         addresses = tuple(str(n) for n in self.agents[sender].networks)
-        return (routes.senders.get(sender) == addresses
-                and keys.to_agent(receiver) in routes.bindings)
-
-    def steering_bindings(self):
-        """
-        @return: The bindings the headers exchange should have, as a set of
-            C{(exchange, header, value)}: into each agent's exchange that
-            takes direct delivery, the packets for it (C{ioppy-to}), for
-            every agent if it is an observer, and the multicast of each
-            sender that may reach it (C{ioppy-group}).
-        """
-        direct = sorted(name for name, agent in self.agents.items() if agent.direct)
-        observers = self.policy.observers()
-        out = set()
-        for name in direct:
-            exchange = keys.to_agent(name)
-            out.add((exchange, keys.TO, name))
-            if name in observers:
-                out.update((exchange, keys.TO, other) for other in self.agents
-                           if other != name)
-        for sender in direct:
-            out.update((keys.to_agent(peer), keys.GROUP, sender)
-                       for peer in self.policy.peers_of(sender) if peer in direct)
-        return out
+        return routes.senders.get(sender) == addresses
 
     def _rebuild(self):
         self.directory = Directory((a.name, a.networks) for a in self.agents.values())
@@ -214,8 +187,9 @@ class Steering:
         multicast = NONE if not group else (DIRECT if direct(group) else ROUTER)
         senders = {s: tuple(str(n) for n in a.networks) for s, a in agents.items()
                    if s != name and name in policy.peers_of(s)}
-        bindings = (keys.to_agent(name),)
-        return Routes(self.router_id, 0, self.mode, bindings, destinations, multicast, senders)
+        observers = tuple(sorted(o for o in policy.observers() if o in peers))
+        return Routes(self.router_id, 0, self.mode, destinations, multicast, senders,
+                      observers)
 
     def updates(self):
         """
@@ -231,8 +205,8 @@ class Steering:
                 continue
             self._sent[name] = routes
             self._serial += 1
-            numbered = Routes(routes.router, self._serial, routes.mode, routes.bindings,
-                              routes.destinations, routes.multicast, routes.senders)
+            numbered = Routes(routes.router, self._serial, routes.mode, routes.destinations,
+                              routes.multicast, routes.senders, routes.observers)
             self._numbered[name] = numbered
             out.append((name, numbered))
         return out

@@ -74,18 +74,19 @@ class SessionTests(TunnelTestCase):
             "bind agent_2's packets": lab.try_as(self.agent1_url, "bind",
                                                  "ioppy.agent.agent_1.0a",
                                                  "fromAgent.agent_2.ip.tun.packet.raw"),
-            "bind agent_2's exchange": lab.try_as(self.agent1_url, "bind",
-                                                  "ioppy.agent.agent_1.0c", "",
-                                                  "ioppy.to.agent_2"),
+            "bind agent_2's inbox": lab.try_as(self.agent1_url, "bind",
+                                               "ioppy.agent.agent_1.0c", "ioppy.to.agent_2"),
+            "bind every inbox": lab.try_as(self.agent1_url, "bind", "ioppy.agent.agent_1.0a1",
+                                           "ioppy.to.*"),
             "bind the steering exchange": lab.try_as(
                 self.agent1_url, "bind", "ioppy.agent.agent_1.0d", "", "ioppy.steer"),
             "bind from the steering exchange": lab.try_as(
                 self.agent1_url, "bind-exchange", "ioppy.agent.agent_1.0e", "ioppy.steer"),
             "bind what falls unsteered": lab.try_as(
                 self.agent1_url, "bind", "ioppy.agent.agent_1.0f", "", "ioppy.unsteered"),
-            "publish into agent_2's exchange": lab.try_as(
+            "publish into the router's drop": lab.try_as(
                 self.agent1_url, "publish", "fromAgent.agent_3.ip.tun.packet.raw",
-                "ioppy.to.agent_2"),
+                "ioppy.direct"),
             "publish into the steering exchange": lab.try_as(
                 self.agent1_url, "publish", "fromAgent.agent_3.ip.tun.packet.raw",
                 "ioppy.steer"),

@@ -160,10 +160,30 @@ class OneHopTests(DirectTestCase):
                until=lambda s: s["drops"].get("source not ours", 0) >= 3)
         spoofed = echo_request(bytes([10, 2, 0, 3]), bytes([10, 2, 0, 2]))
         lab.publish(self.vhost.url, keys.packet_from("agent_1"),
-                    wire.encode_packet(spoofed, 1.0).decode(), steer_to="agent_2")
+                    wire.encode_packet(spoofed, 1.0).decode(), copy_to=keys.inbox("agent_2"))
         state = status(self.status_file("agent_2"),
                        until=lambda s: s["drops"].get("source not sender's", 0) >= 1)
         self.assertEqual(state["drops"]["source not sender's"], 1)
+
+    def test_copies_cannot_forge(self):
+        """
+        RabbitMQ 3.10 routes any key named in CC: agent_1's message on its
+        own key, copied to agent_2's routes and tun.start keys, reaches
+        agent_2's queue, but on agent_1's key, so agent_2 reads it as a
+        packet from agent_1 (and drops it: it is none), not as routes or
+        tun.start; its routes and addresses stay.
+        """
+        forged = json.dumps({"router": "forged", "serial": 99, "mode": "router",
+                             "ipv4_address": "10.2.0.202", "ipv6_prefix": "bbbb",
+                             "ipv6_host": "202"})
+        lab.publish(self.vhost.url, keys.packet_from("agent_1"), forged,
+                    copy_to=",".join([keys.routes("agent_2"), keys.tun_start("agent_2")]))
+        state = status(self.status_file("agent_2"),
+                       until=lambda s: s["drops"].get("bad message", 0) >= 1)
+        self.assertEqual(state["drops"]["bad message"], 1)
+        self.assertNotIn("forged", self.agent2.text())
+        self.assertNotIn("10.2.0.202", self.agent2.text())
+        self.assertPings(self.ns1, "10.2.0.2", count=3, interval=0.05)
 
 
 class CompatibilityTests(DirectTestCase):

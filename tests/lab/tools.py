@@ -43,12 +43,14 @@ def _tool(*args, timeout):
     return result.stdout
 
 
-def publish(url, routing_key, body, exchange="amq.topic", steer_to=""):
+def publish(url, routing_key, body, exchange="amq.topic", copy_to=""):
     """
     Publish one message from a separate process, and wait until it is sent;
-    with C{steer_to}, steered to that agent (the C{ioppy-to} header).
+    with C{copy_to} (keys, comma-separated), sent straight to those keys, as
+    an agent sends a packet to inboxes (C{CC} and the mark of a packet sent
+    straight).
     """
-    _tool("publish", url, routing_key, body, exchange, steer_to, timeout=30)
+    _tool("publish", url, routing_key, body, exchange, copy_to, timeout=30)
 
 
 def broker_rate(url, size, wire_format, seconds=5.0):
@@ -83,7 +85,7 @@ def _connect(reactor, url, exchange, name):
     return d.addCallback(open_session, url, exchange)
 
 
-def _publish_main(reactor, url, routing_key, body, exchange="amq.topic", steer_to=""):
+def _publish_main(reactor, url, routing_key, body, exchange="amq.topic", copy_to=""):
     from twisted.internet import defer
 
     from ioppy_agent import keys
@@ -93,7 +95,8 @@ def _publish_main(reactor, url, routing_key, body, exchange="amq.topic", steer_t
     def go():
         session = yield _connect(reactor, parse_amqp_url(url), exchange, "ioppy-lab")
         session.publish(routing_key, body.encode("utf-8"), "application/json",
-                        steer=(keys.TO, steer_to) if steer_to else None)
+                        headers=((("CC", tuple(copy_to.split(","))),
+                                  (keys.DIRECT, keys.DIRECT_VALUE)) if copy_to else None))
         yield session.close()
 
     return go()

@@ -47,7 +47,8 @@ class SessionTests(CoreTestCase):
         component announcements.
         """
         self.assertEqual(self.core.queue, "ioppy.agent.agent_1")
-        self.assertEqual(self.core.bindings(), (IN, START, "ioppy.routes.agent_1",
+        self.assertEqual(self.core.bindings(), (IN, "ioppy.to.agent_1", START,
+                                                "ioppy.routes.agent_1",
                                                 "testingtool.component.ready"))
 
     def test_announcements(self):
@@ -220,7 +221,7 @@ def routes_body(**fields):
     """
     routes = dict(
         router="r1", serial=1, mode="direct",
-        bindings=["ioppy.to.agent_1"],
+        observers=["agent_TT"],
         destinations={"agent_2": {"addresses": ["10.2.0.2/32", "bbbb::2/128", "fe80::2/128",
                                                 "cccc::/64"], "path": "direct"},
                       "orig_3": {"addresses": ["10.2.0.3/32"], "path": "router"}},
@@ -245,16 +246,21 @@ class DirectTestCase(CoreTestCase):
 
     def steer_for(self, packet):
         """
-        @return: The steering header the packet goes out with (C{None} for
-            the router), or the L{Drop}.  Every packet goes out on the
-            agent's own ioppytest key.
+        @return: The inboxes the packet goes out copied to (C{None} for the
+            router), or the L{Drop}.  Every packet goes out on the agent's
+            own ioppytest key, and one sent straight with the mark that keeps
+            it from the router.
         """
         action = self.core.from_tun(packet)
         if isinstance(action, Drop):
             return action
         [message] = action.messages
         self.assertEqual(message.routing_key, "fromAgent.agent_1.ip.tun.packet.raw")
-        return message.steer
+        if message.headers is None:
+            return None
+        headers = dict(message.headers)
+        self.assertEqual(headers["ioppy-direct"], "yes")
+        return headers["CC"]
 
 
 class SendingTests(DirectTestCase):
@@ -270,17 +276,17 @@ class SendingTests(DirectTestCase):
         core = AgentCore("agent_1", default_addresses("agent_1"), self.clock)
         for packet in (ipv4("10.2.0.1", "10.2.0.2"), ipv4("10.2.0.99", "10.9.9.9")):
             [message] = core.from_tun(packet).messages
-            self.assertEqual((message.routing_key, message.steer),
+            self.assertEqual((message.routing_key, message.headers),
                              ("fromAgent.agent_1.ip.tun.packet.raw", None))
 
     def test_unicast_direct(self):
         """
-        A unicast packet is steered straight to the owner of its
-        destination, prefixes included.
+        A unicast packet goes straight to the inbox of the owner of its
+        destination, prefixes included, and to the observers'.
         """
         for packet in (ipv4("10.2.0.1", "10.2.0.2"), ipv6("bbbb::1", "bbbb::2"),
                        ipv6("fe80::1", "fe80::2"), ipv6("dddd::5", "cccc::9")):
-            self.assertEqual(self.steer_for(packet), ("ioppy-to", "agent_2"))
+            self.assertEqual(self.steer_for(packet), ("ioppy.to.agent_2", "ioppy.to.agent_TT"))
 
     def test_unicast_through_router(self):
         """
@@ -295,7 +301,7 @@ class SendingTests(DirectTestCase):
         for packet in (ipv6("fe80::1", "ff02::1"), ipv6("::", "ff02::1:ff00:1"),
                        ipv4("10.2.0.1", "224.0.0.251"), ipv4("10.2.0.1", "255.255.255.255"),
                        ipv4("10.2.0.1", "10.2.0.255")):
-            self.assertEqual(self.steer_for(packet), ("ioppy-group", "agent_1"))
+            self.assertEqual(self.steer_for(packet), ("ioppy.to.agent_2", "ioppy.to.orig_3"))
 
     def test_multicast_paths(self):
         """
@@ -336,6 +342,15 @@ class SendingTests(DirectTestCase):
                              "source not ours")
         self.assertIsInstance(self.steer_for(ipv6("dddd::1", "bbbb::2")), tuple)
         self.assertIsInstance(self.steer_for(ipv6("::", "ff02::1:ff00:1")), tuple)
+
+    def test_headers_kept(self):
+        """
+        The headers of a destination are made once per routes, not per
+        packet (the publisher packs each distinct tuple once).
+        """
+        first, second = (self.core.from_tun(ipv4("10.2.0.1", "10.2.0.2")).messages[0]
+                         for _ in range(2))
+        self.assertIs(first.headers, second.headers)
 
     def test_router_mode(self):
         """
@@ -419,42 +434,33 @@ class RoutesTests(DirectTestCase):
 
     def test_first_routes(self):
         """
-        The first routes bind the queue to the agent's own exchange, into
-        which the broker steers its packets, and route the prefixes behind
-        other hosts into the TUN.
+        The first routes route the prefixes behind other hosts into the TUN.
         """
         self.assertIsInstance(self.reroute, Reroute)
-        self.assertEqual(self.reroute.bind, (("ioppy.to.agent_1", ""),))
-        self.assertEqual(self.reroute.unbind, ())
         self.assertEqual([str(n) for n in self.reroute.add_routes], ["cccc::/64"])
         self.assertIn("2 destinations (1 direct)", self.reroute.summary)
-        self.assertEqual(self.core.bindings()[-1:], self.reroute.bind)
 
     def test_changed_routes(self):
         """
-        New routes bind and unbind only the difference, and remove kernel
-        routes no longer needed.
+        New routes remove kernel routes no longer needed.
         """
         action = self.core.from_bus(
             "ioppy.routes.agent_1",
             routes_body(serial=2, destinations={"agent_2": {"addresses": ["10.2.0.2/32"]}}),
             None)
-        self.assertEqual((action.bind, action.unbind), ((), ()))
+        self.assertEqual(action.add_routes, ())
         self.assertEqual([str(n) for n in action.remove_routes], ["cccc::/64"])
-        action = self.core.from_bus("ioppy.routes.agent_1",
-                                    routes_body(serial=3, bindings=[]), None)
-        self.assertEqual((action.bind, action.unbind), ((), (("ioppy.to.agent_1", ""),)))
 
     def test_refused(self):
         """
-        Routes with a binding this agent may not make (to another agent's
-        exchange, or any other) are refused as a whole; the old routes stay.
+        Routes that cannot be read (an observer that is no agent's name, an
+        address that is none) are refused as a whole; the old routes stay.
         """
-        for exchange in ("ioppy.to.agent_3", "ioppy.steer", "amq.topic"):
+        for change in (dict(observers=["a.b"]), dict(observers="agent_TT"),
+                       dict(senders={"agent_2": ["x"]})):
             action = self.core.from_bus("ioppy.routes.agent_1",
-                                        routes_body(serial=2, bindings=[exchange]), None)
+                                        routes_body(serial=2, **change), None)
             self.assertIsInstance(action, Refuse)
-            self.assertIn(repr(exchange), action.detail)
             self.assertEqual(self.core.routes.serial, 1)
 
     def test_announces_prefixes(self):

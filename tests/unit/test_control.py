@@ -131,9 +131,8 @@ class RoutesMessageTests(SynchronousTestCase):
     The routes message, there and back.
     """
 
-    ROUTES = Routes("r1", 3, "direct", ("fromAgent.*.ip.tun.packet.to.agent_2",),
-                    {"agent_1": Peer(("10.2.0.1/32",), "direct")}, "direct",
-                    {"agent_1": ("10.2.0.1/32",)})
+    ROUTES = Routes("r1", 3, "direct", {"agent_1": Peer(("10.2.0.1/32",), "direct")},
+                    "direct", {"agent_1": ("10.2.0.1/32",)}, ("agent_TT",))
 
     def test_round_trip(self):
         """
@@ -141,15 +140,15 @@ class RoutesMessageTests(SynchronousTestCase):
         """
         message = control.routes_message("agent_2", self.ROUTES)
         self.assertEqual(message.routing_key, "ioppy.routes.agent_2")
-        self.assertEqual(control.routes_of(message.body, lambda key: True), self.ROUTES)
+        self.assertEqual(control.routes_of(message.body), self.ROUTES)
 
     def test_refused(self):
         """
-        Bindings the agent may not make, bad addresses, paths and modes are
-        refused, saying why.
+        Bad observers, addresses, paths and modes are refused, saying why.
         """
         good = json.loads(control.routes_message("agent_2", self.ROUTES).body)
-        for change, says in ((dict(bindings=["#"]), "binding to '#'"),
+        for change, says in ((dict(observers=["#"]), "not allowed"),
+                             (dict(observers=[1]), "list of strings"),
                              (dict(mode="fast"), "unknown mode"),
                              (dict(serial="3"), "serial"),
                              (dict(destinations={"agent_1": {"addresses": ["x"]}}),
@@ -157,8 +156,7 @@ class RoutesMessageTests(SynchronousTestCase):
                              (dict(destinations={"a.b": {"addresses": []}}), "not allowed"),
                              (dict(senders=[]), "objects")):
             body = json.dumps(dict(good, **change)).encode()
-            error = self.assertRaises(wire.BadMessage, control.routes_of, body,
-                                      lambda key: key != "#")
+            error = self.assertRaises(wire.BadMessage, control.routes_of, body)
             self.assertIn(says, str(error))
 
 

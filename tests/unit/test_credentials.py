@@ -82,19 +82,20 @@ class GrantTests(SynchronousTestCase):
                     keys.packet_from("agent_2"), "fromAgent.#", "#", keys.routes("agent_2")):
             self.assertFalse(allows(topic, key), key)
 
-    def test_exchanges(self):
+    def test_inboxes(self):
         """
-        agent_1 may bind its queue to its own exchange only: not another
-        agent's, nor the steering exchanges; it may declare no exchange.
+        agent_1 may bind its own inbox only, name any agent's inbox in a
+        CC header, and neither use nor bind from the router's exchanges.
         """
         grant = self.agent1
-        self.assertTrue(allows(grant.read, "ioppy.to.agent_1"))
-        for exchange in ("ioppy.to.agent_2", "ioppy.to.agent_10", "ioppy.steer",
-                         "ioppy.unsteered"):
+        self.assertTrue(allows(grant.topic_read, "ioppy.to.agent_1"))
+        for key in ("ioppy.to.agent_2", "ioppy.to.agent_10", "ioppy.to.*", "ioppy.to.#"):
+            self.assertFalse(allows(grant.topic_read, key), key)
+        for key in ("ioppy.to.agent_2", "ioppy.to.agent_1"):
+            self.assertTrue(allows(grant.topic_write, key), key)
+        for exchange in ("ioppy.steer", "ioppy.direct", "ioppy.unsteered"):
             for pattern in (grant.configure, grant.write, grant.read):
                 self.assertFalse(allows(pattern, exchange), (pattern, exchange))
-        self.assertFalse(allows(grant.write, "ioppy.to.agent_1"))
-        self.assertFalse(allows(grant.configure, "ioppy.to.agent_1"))
 
     def test_queues(self):
         """
@@ -121,6 +122,8 @@ class GrantTests(SynchronousTestCase):
         """
         from .uses import agent_uses, router_uses
         shared = {keys.COMPONENT_READY, keys.COMPONENT_SHUTDOWN}
+        # Any participant may name any agent's inbox in a CC header.
+        shared |= {keys.inbox(n) for n in ("agent_9", "agent_TT")}
         one, two = (credentials.participant_grant("s42", n) for n in ("agent_1", "agent_2"))
         router = credentials.router_grant("s42")
         used = agent_uses("agent_1")

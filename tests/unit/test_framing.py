@@ -242,18 +242,18 @@ class StreamMethodTests(SynchronousTestCase):
         self.assertEqual(len(again), len(frames))
         self.assertNotEqual(again, frames)
 
-    def test_steered_publish(self):
+    def test_headers(self):
         """
-        A steering header goes in the headers table, beside the timestamp
-        when there is one, and the broker's reading of the table (the one
-        the headers exchange matches on) gives both back.
+        Extra headers (a text, an array of texts as RabbitMQ's C{CC} takes
+        it) go in the headers table, beside the timestamp when there is one,
+        and the broker's reading of the table gives them back.
         """
         publisher = framing.Publisher(1, "amq.topic")
-        for stamp, want in ((None, {"ioppy-to": b"agent_2"}),
-                            (3.5, {"ioppy-to": b"agent_2", "timestamp": 3.5})):
+        extra = (("CC", ("ioppy.to.agent_2", "ioppy.to.agent_TT")), ("ioppy-direct", "yes"))
+        for stamp in (None, 3.5):
             kind = "application/json" if stamp is None else "application/octet-stream"
             frames = publisher.frames("k", b"{}", kind, 131072, timestamp=stamp,
-                                      steer=("ioppy-to", "agent_2"))
+                                      headers=extra)
             at = 8 + struct.unpack_from("!I", frames, 3)[0]
             size = struct.unpack_from("!I", frames, at + 3)[0]
             header = frames[at + 7:at + 7 + size]
@@ -262,4 +262,8 @@ class StreamMethodTests(SynchronousTestCase):
             table_at = 14 + 1 + len(kind)
             length = struct.unpack_from("!I", header, table_at)[0]
             self.assertEqual(table_at + 4 + length, len(header))
+            want = {"CC": [b"ioppy.to.agent_2", b"ioppy.to.agent_TT"],
+                    "ioppy-direct": b"yes"}
+            if stamp is not None:
+                want["timestamp"] = stamp
             self.assertEqual(framing.decode_table(header[table_at + 4:]), want)

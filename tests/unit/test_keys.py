@@ -38,7 +38,7 @@ class BuildTests(SynchronousTestCase):
         ioppy's own messages are under C{ioppy.}, out of C{fromAgent.#} and
         C{toAgent.#}.
         """
-        for make in (keys.routes, keys.bound, keys.stats):
+        for make in (keys.routes, keys.bound, keys.stats, keys.inbox):
             key = make("agent_1")
             self.assertTrue(key.startswith("ioppy."), key)
             self.assertTrue(key.endswith(".agent_1"), key)
@@ -49,7 +49,7 @@ class BuildTests(SynchronousTestCase):
         """
         self.assertEqual(keys.agent_queue("agent_1"), "ioppy.agent.agent_1")
         self.assertEqual(keys.agent_queue("agent_1", "ab12"), "ioppy.agent.agent_1.ab12")
-        self.assertEqual(keys.to_agent("agent_2"), "ioppy.to.agent_2")
+        self.assertEqual(keys.inbox("agent_2"), "ioppy.to.agent_2")
         self.assertEqual(keys.any_of(keys.PACKET_FROM), "fromAgent.*.ip.tun.packet.raw")
 
 
@@ -104,7 +104,7 @@ class PatternTests(SynchronousTestCase):
         Without a name, the pattern takes every agent's key, and the
         binding with C{*}, but no name with a dot in it.
         """
-        pattern = re.compile("^" + keys.pattern(keys.TO_AGENT) + "$")
+        pattern = re.compile("^" + keys.pattern(keys.TEMPLATES[keys.INBOX]) + "$")
         for name in ("ioppy.to.agent_1", "ioppy.to.*"):
             self.assertTrue(pattern.match(name), name)
         self.assertIsNone(pattern.match("ioppy.to.a.b"))

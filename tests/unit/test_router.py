@@ -306,7 +306,7 @@ class SteeringTests(RouterTestCase):
             self.route(keys.bound(name), json.dumps(
                 {"router": sent["router"], "serial": sent["serial"]}).encode(), None)
         one = self.settle()["agent_1"]
-        self.assertEqual(one["bindings"], ["ioppy.to.agent_1"])
+        self.assertEqual(one["observers"], [])
         self.assertEqual(one["destinations"], {"agent_2": {
             "addresses": ["10.2.0.2/32", "bbbb::2/128", "fe80::2/128"], "path": "direct"}})
         self.assertEqual((one["multicast"], one["mode"], one["router"]), ("direct", "direct",
@@ -364,10 +364,9 @@ class SteeringTests(RouterTestCase):
 
     def test_topology(self):
         """
-        With a topology, the broker steers into a receiver the multicast of
-        each sender that may reach it, into an observer every packet, and a
-        destination is direct only if the observers take direct delivery
-        too.
+        With a topology, a sender is told the observers to copy its packets
+        to, and a destination is direct only if the observers take direct
+        delivery too.
         """
         topology = Topology(frozenset({("agent_1", "agent_2")}), frozenset({"agent_TT"}))
         self.router = PacketRouter(FixedTopology(topology), router_id="r1")
@@ -375,17 +374,9 @@ class SteeringTests(RouterTestCase):
         tt = make_addresses("10.2.0.99/24", "bbbb", "99")
         self.route(*started("agent_TT", addresses=tt), None)
         routes = self.settle()
-        self.assertEqual(routes["agent_2"]["bindings"], ["ioppy.to.agent_2"])
-        bindings = self.router.steering.steering_bindings()
-        into = {name: {(header, value) for exchange, header, value in bindings
-                       if exchange == f"ioppy.to.{name}"}
-                for name in ("agent_1", "agent_2", "agent_3", "agent_TT")}
-        self.assertEqual(into["agent_2"], {("ioppy-to", "agent_2"), ("ioppy-group", "agent_1")})
-        self.assertEqual(into["agent_3"], {("ioppy-to", "agent_3")})
-        self.assertEqual(into["agent_TT"], {
-            ("ioppy-to", "agent_1"), ("ioppy-to", "agent_2"), ("ioppy-to", "agent_3"),
-            ("ioppy-to", "agent_TT"), ("ioppy-group", "agent_1"), ("ioppy-group", "agent_2"),
-            ("ioppy-group", "agent_3")})
+        self.assertEqual(routes["agent_1"]["observers"], ["agent_TT"])
+        self.assertEqual(routes["agent_3"]["observers"], ["agent_TT"])
+        self.assertEqual(sorted(routes["agent_2"]["senders"]), ["agent_1"])
         self.assertEqual(sorted(routes["agent_1"]["destinations"]), ["agent_2", "agent_TT"])
         self.assertEqual(routes["agent_3"]["destinations"], {"agent_TT": {
             "addresses": ["10.2.0.99/32", "bbbb::99/128", "fe80::99/128"], "path": "direct"}})
@@ -540,10 +531,12 @@ class RouterServiceTests(SynchronousTestCase):
         self.assertEqual(self.session.queues, {ROUTER_QUEUE: list(BINDINGS)})
         self.assertIn(("ioppy.unsteered", ""), BINDINGS)
         self.assertEqual(self.session.exchanges, {
-            "ioppy.unsteered": ("fanout", {}),
+            "ioppy.unsteered": ("fanout", {}), "ioppy.direct": ("fanout", {}),
             "ioppy.steer": ("headers", {"alternate-exchange": "ioppy.unsteered"})})
         self.assertEqual(self.session.exchange_bindings, {
-            ("ioppy.steer", "amq.topic", "fromAgent.*.ip.tun.packet.raw", ())})
+            ("ioppy.steer", "amq.topic", "fromAgent.*.ip.tun.packet.raw", ()),
+            ("ioppy.direct", "ioppy.steer", "",
+             (("ioppy-direct", "yes"), ("x-match", "all")))})
         self.assertIn(ROUTER_QUEUE, self.session.consumers)
         [(key, body, _)] = self.session.published
         self.assertEqual((key, json.loads(body)["component"]),
@@ -575,37 +568,6 @@ class RouterServiceTests(SynchronousTestCase):
         self.assertEqual([key for key, _, _ in self.session.published],
                          ["ioppy.routes.agent_1", "ioppy.routes.agent_1",
                           "ioppy.routes.agent_2"])
-
-    def test_steering_bindings(self):
-        """
-        Before it publishes the routes, the router declares each direct
-        agent's exchange and binds the headers exchange into it for the
-        packets for it and the multicast of its peers; when an agent leaves,
-        those bindings go.
-        """
-        self.service.connector.connect(self.session)
-        self.announce("agent_1", "agent_2", direct=True)
-        self.announce("agent_3")
-        self.assertEqual(self.session.exchanges["ioppy.to.agent_1"], ("fanout", {}))
-        self.assertNotIn("ioppy.to.agent_3", self.session.exchanges)
-        steered = {(exchange, dict(arguments)["ioppy-to" if "ioppy-to" in dict(arguments)
-                                              else "ioppy-group"])
-                   for exchange, source, key, arguments in self.session.exchange_bindings
-                   if source == "ioppy.steer"}
-        self.assertEqual(steered, {("ioppy.to.agent_1", "agent_1"),
-                                   ("ioppy.to.agent_1", "agent_2"),
-                                   ("ioppy.to.agent_2", "agent_2"),
-                                   ("ioppy.to.agent_2", "agent_1")})
-        self.assertIn(("ioppy.to.agent_2", "ioppy.steer", "",
-                       (("ioppy-group", "agent_1"), ("x-match", "all"))),
-                      self.session.exchange_bindings)
-        self.session.deliver(ROUTER_QUEUE, keys.COMPONENT_SHUTDOWN,
-                             json.dumps({"component": "agent_2"}).encode())
-        self.assertEqual({b[0] for b in self.session.exchange_bindings
-                          if b[1] == "ioppy.steer"}, {"ioppy.to.agent_1"})
-        self.assertIn(("ioppy.to.agent_1", "ioppy.steer", "",
-                       (("ioppy-to", "agent_1"), ("x-match", "all"))),
-                      self.session.exchange_bindings)
 
     def test_roll_call(self):
         """

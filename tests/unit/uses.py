@@ -32,15 +32,16 @@ def agent_uses(name):
     @return: C{{permission: names}} for agent C{name} with direct routes.
     """
     core = AgentCore(name, default_addresses(name), Clock())
-    routes = Routes("r1", 1, DIRECT, (keys.to_agent(name),),
-                    {"agent_9": Peer(("10.2.0.9/32",), DIRECT)}, DIRECT,
-                    {"agent_9": ("10.2.0.9/32",)})
+    routes = Routes("r1", 1, DIRECT, {"agent_9": Peer(("10.2.0.9/32",), DIRECT)}, DIRECT,
+                    {"agent_9": ("10.2.0.9/32",)}, ("agent_TT",))
     core.from_bus(keys.routes(name), control.routes_message(name, routes).body, None)
     published = [m.routing_key for m in (*core.announcements(), *core.farewell(),
                                          core.bound())]
     published.append(control.stats(name, Counters(), 0.0, None, "h:1").routing_key)
     for packet in (ipv4("10.2.0.1", "10.2.0.9"), ipv4("10.2.0.1", "10.2.0.77")):
-        published += [m.routing_key for m in core.from_tun(packet).messages]
+        for message in core.from_tun(packet).messages:
+            published.append(message.routing_key)
+            published += dict(message.headers or ()).get("CC", ())
     bindings = core.bindings()
     queues = [core.queue, keys.agent_queue(name, "9f2a01bc")]
     return {
