@@ -20,7 +20,8 @@ test: setup test-tools
 	$(BIN)/python -m twisted.trial --temp-directory=_trial_temp tests
 
 # The bench: latency and throughput of the tunnel next to the kernel's own
-# path and the broker's rate; the scale run (2, 10, 30 agents); the broker
+# path and the broker's rate; the scale run (2, 10, 30 agents); the ways of
+# direct delivery at the broker (delivery.py: 2 and 30 agents); the broker
 # wake-up run (private RabbitMQ nodes, default and busy-wait schedulers);
 # the soak (1,000,000 packets, memory sampled); then the session recorder
 # off and on, and ioppy-capture reading a window back.  Results go to
@@ -28,6 +29,7 @@ test: setup test-tools
 bench: setup bench-tools
 	$(BIN)/python scripts/bench.py --out $(BENCH_OUT)
 	$(BIN)/python scripts/scale.py --out $(BENCH_OUT)
+	$(BIN)/python scripts/delivery.py --out $(BENCH_OUT)
 	$(BIN)/python scripts/latency.py --out $(BENCH_OUT)
 	$(BIN)/python scripts/soak.py --out $(BENCH_OUT)
 	$(BIN)/python scripts/recorder.py --out $(BENCH_OUT)

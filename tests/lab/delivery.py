@@ -12,13 +12,19 @@ JSON line: what each queue got, the rate agent_2 got them at, and the
 broker's CPU time per 1000 packets.
 
   - C{keys}: the one-hop keys of before (C{fromAgent.<s>.ip.tun.packet.to.<r>},
-    each receiver bound to C{fromAgent.*.ip.tun.packet.to.<itself>});
-  - C{headers}: the way chosen (L{ioppy_agent.keys}): C{.packet.raw}
-    with C{ioppy-to}, a headers exchange bound from amq.topic into each
-    agent's own fanout exchange, an alternate exchange for the router;
+    each receiver bound to C{fromAgent.*.ip.tun.packet.to.<itself>}), which
+    ioppytest's sniffer takes for no packet;
+  - C{headers}: C{.packet.raw} with an C{ioppy-to} header, a headers
+    exchange bound from amq.topic into each agent's own fanout exchange
+    (one binding per receiver, and one per receiver and sender for
+    multicast), an alternate exchange for the router;
+  - C{headers-lean}: the same with one multicast binding per sender;
   - C{cc}: C{.packet.raw} with the C{CC} header naming C{ioppy.to.<r>},
     each receiver bound to that key on amq.topic; the router binds
     C{fromAgent.*.ip.tun.packet.raw}, so it gets every packet;
+  - C{cc-marked}, the way chosen (L{ioppy_agent.keys}): C{cc}, and the
+    C{ioppy-direct} mark, which the router's headers exchange (one
+    binding) drops, so that only unmarked packets reach the router;
   - C{peer-keys}: C{.packet.raw}, each agent bound to each peer's key, so
     every peer gets every packet.
 """
@@ -34,7 +40,8 @@ from ioppy_agent.bus import framing
 
 from .system import cpu_seconds
 
-METHODS = ("keys", "headers", "headers-lean", "cc", "cc-filter", "peer-keys")
+METHODS = ("keys", "headers", "headers-lean", "cc", "cc-marked", "peer-keys")
+CHOSEN = "cc-marked"
 TOPIC = "amq.topic"
 
 
@@ -49,7 +56,8 @@ def _cc_frames(channel, routing_key, cc, body, content_type, frame_max, steered=
     items = b"".join(b"S" + struct.pack("!I", len(k)) + k.encode() for k in cc)
     table = framing.shortstr("CC") + b"A" + struct.pack("!I", len(items)) + items
     if steered:
-        table += framing.shortstr("ioppy-steered") + b"S" + struct.pack("!I", 3) + b"yes"
+        mark = keys.DIRECT_VALUE.encode()
+        table += (framing.shortstr(keys.DIRECT) + b"S" + struct.pack("!I", len(mark)) + mark)
     properties = (struct.pack("!H", 0x8000 | 0x2000) + framing.shortstr(content_type)
                   + struct.pack("!I", len(table)) + table)
     header = framing.pack_frame(framing.FRAME_HEADER, channel, framing.METHOD_IDS.pack(60, 0)
@@ -69,16 +77,16 @@ def _declare(session, method, agents):
     queues = {name: keys.agent_queue(name) for name in names}
     queues["sniffer"], queues["router"] = "ioppy.lab.sniffer", keys.ROUTER_QUEUE
     yield session.declare_queue(queues["sniffer"], ["fromAgent.#"], max_length=1_000_000)
-    if method.startswith("headers") or method == "cc-filter":
+    if method.startswith("headers") or method == "cc-marked":
         yield session.declare_exchange(keys.UNSTEERED, "fanout")
         yield session.declare_exchange(keys.STEER, "headers",
                                        {"alternate-exchange": keys.UNSTEERED})
         yield session.bind_exchange(keys.STEER, TOPIC, keys.any_of(keys.PACKET_FROM))
         yield session.declare_queue(queues["router"], [(keys.UNSTEERED, "")])
-        if method == "cc-filter":
-            yield session.declare_exchange("ioppy.lab.sink", "fanout")
-            yield session.bind_exchange("ioppy.lab.sink", keys.STEER, "",
-                                        {"x-match": "all", "ioppy-steered": "yes"})
+        if method == "cc-marked":
+            yield session.declare_exchange(keys.SENT_STRAIGHT, "fanout")
+            yield session.bind_exchange(keys.SENT_STRAIGHT, keys.STEER, "",
+                                        {"x-match": "all", keys.DIRECT: keys.DIRECT_VALUE})
     elif method == "keys":
         yield session.declare_queue(queues["router"], [keys.any_of(keys.PACKET_FROM)])
     else:
@@ -87,26 +95,26 @@ def _declare(session, method, agents):
         if method == "keys":
             bindings = [f"fromAgent.*.ip.tun.packet.to.{name}", "fromAgent.*.ip.tun.packet.all"]
         elif method == "headers":
-            exchange = keys.to_agent(name)
+            exchange = f"ioppy.lab.to.{name}"
             yield session.declare_exchange(exchange, "fanout")
             yield session.bind_exchange(exchange, keys.STEER, "",
-                                        {"x-match": "all", keys.TO: name})
+                                        {"x-match": "all", "ioppy-to": name})
             for sender in names:
                 if sender != name:
                     yield session.bind_exchange(exchange, keys.STEER, "",
-                                                {"x-match": "all", keys.GROUP: sender})
+                                                {"x-match": "all", "ioppy-group": sender})
             bindings = [(exchange, "")]
         elif method == "headers-lean":
-            exchange, group = keys.to_agent(name), f"ioppy.group.{name}"
+            exchange, group = f"ioppy.lab.to.{name}", f"ioppy.lab.group.{name}"
             yield session.declare_exchange(exchange, "fanout")
             yield session.declare_exchange(group, "fanout")
             yield session.bind_exchange(exchange, keys.STEER, "",
-                                        {"x-match": "all", keys.TO: name})
+                                        {"x-match": "all", "ioppy-to": name})
             yield session.bind_exchange(group, keys.STEER, "",
-                                        {"x-match": "all", keys.GROUP: name})
+                                        {"x-match": "all", "ioppy-group": name})
             bindings = [(exchange, "")]
-        elif method in ("cc", "cc-filter"):
-            bindings = [keys.to_agent(name)]
+        elif method in ("cc", "cc-marked"):
+            bindings = [keys.inbox(name)]
         else:
             bindings = [keys.packet_from(peer) for peer in names if peer != name]
         yield session.declare_queue(queues[name], bindings, max_length=1_000_000)
@@ -138,9 +146,9 @@ def main(reactor, url, method, agents, seconds, broker_pid):
         else:
             key, steer = keys.packet_from("agent_1"), None
         if method.startswith("headers"):
-            steer = (keys.TO, "agent_2")
-        cc = (_cc_frames(publisher.channel.id, key, [keys.to_agent("agent_2")], body,
-                         wire.JSON, client.MAX_LENGTH, method == "cc-filter")
+            steer = (("ioppy-to", "agent_2"),)
+        cc = (_cc_frames(publisher.channel.id, key, [keys.inbox("agent_2")], body,
+                         wire.JSON, client.MAX_LENGTH, method == "cc-marked")
               if method.startswith("cc") else None)
         sent = [0]
         cpu_before = cpu_seconds(int(broker_pid))
@@ -159,7 +167,7 @@ def main(reactor, url, method, agents, seconds, broker_pid):
                 if cc is not None:
                     client.write_frames(cc)
                 else:
-                    publisher.publish(key, body, wire.JSON, steer=steer)
+                    publisher.publish(key, body, wire.JSON, headers=steer)
                 sent[0] += 1
             reactor.callLater(0, pump)
 
