@@ -75,9 +75,11 @@ class AgentOptions(CommonOptions):
     synopsis = "--name agent_1 [--url amqp://user:pass@host/vhost] [options]"
     longdesc = (
         "Open a TUN interface and carry its IP packets over AMQP: packets the "
-        "host sends into it are published as fromAgent.<name>.ip.tun.packet.raw; "
-        "packets consumed from toAgent.<name>.ip.tun.packet.raw are written "
-        "into it. Needs root (or CAP_NET_ADMIN) and /dev/net/tun.")
+        "host sends into it are published as fromAgent.<name>.ip.tun.packet.raw, "
+        "straight to their owner's inbox once the router has sent routes; "
+        "packets from the router (toAgent.<name>.ip.tun.packet.raw) and from "
+        "other agents (in ioppy.to.<name>) are written into it. Needs root (or "
+        "CAP_NET_ADMIN) and /dev/net/tun.")
 
     optParameters = CommonOptions.optParameters + [
         ["name", "N", None, "Agent name (letters, digits, '_', '-'), such as agent_1. "
@@ -166,9 +168,12 @@ class RouterOptions(CommonOptions):
 
     synopsis = "[--url amqp://user:pass@host/vhost] [--topology FILE]"
     longdesc = (
-        "Forward every fromAgent.<name>.ip.tun.packet.raw message to "
-        "toAgent.<peer>.ip.tun.packet.raw for the agents that should see it: "
-        "every other agent known on the vhost, or the links of --topology.")
+        "Tell each agent who owns which address, so that packets go straight "
+        "between agents through the broker, and forward what cannot (packets "
+        "to and from original ioppytest agents) from fromAgent.<name>.ip.tun."
+        "packet.raw to toAgent.<peer>.ip.tun.packet.raw, for the agents that "
+        "should see it: every other agent known on the vhost, or the links of "
+        "--topology.")
 
     optParameters = CommonOptions.optParameters + [
         ["topology", "t", None,

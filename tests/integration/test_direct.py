@@ -69,8 +69,12 @@ class DirectTestCase(TunnelTestCase):
         """
         agent.wait_for(ROUTED.replace(r"(\d+) direct", f"{peers} direct"), timeout=20)
 
-    def sniffer(self, pattern="fromAgent.#"):
-        argv, env = lab.tool("sniff", self.vhost.url, pattern)
+    def sniffer(self, pattern="fromAgent.#", command="sniff"):
+        """
+        @param command: C{"sniff"} for the packets ioppytest's sniffer keeps,
+            C{"listen"} for every message.
+        """
+        argv, env = lab.tool(command, self.vhost.url, pattern)
         sniffer = Program(self.addCleanup, None, argv=argv, env=env)
         sniffer.wait_for('"event": "listening"')
         return sniffer

@@ -13,8 +13,8 @@ import re
 import subprocess
 import time
 
-from ..lab import ioppytest, tool
-from .harness import Namespace, Program, Uplink
+from ..lab import ioppytest
+from .harness import Namespace, Uplink
 from .test_direct import DirectTestCase, status
 
 # ICMP data for a 1400-byte packet: 1400 - 20 (IPv4) - 8, 1400 - 40 (IPv6) - 8.
@@ -61,10 +61,7 @@ class RealComponentsTestCase(DirectTestCase):
         return ioppytest.original_agent(self.addCleanup, namespace, url, name)
 
     def listen(self, pattern):
-        argv, env = tool("listen", self.vhost.url, pattern)
-        listener = Program(self.addCleanup, None, argv=argv, env=env)
-        listener.wait_for('"event": "listening"')
-        return listener
+        return self.sniffer(pattern, command="listen")
 
     def heard(self, listener):
         return [json.loads(line) for line in listener.text().splitlines()

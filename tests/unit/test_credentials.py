@@ -10,7 +10,7 @@ import stat
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ioppy_agent import credentials, keys, wire
+from ioppy_agent import credentials, keys
 from ioppy_agent.url import parse_amqp_url
 
 

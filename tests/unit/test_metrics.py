@@ -86,7 +86,7 @@ class CollectorTests(SynchronousTestCase):
         tun.stats report; a report from an agent it does not know is not
         kept, and an agent that leaves is forgotten.
         """
-        from ioppy_agent import control, wire
+        from ioppy_agent import control
         from ioppy_agent.stats import Counters
         self.service.connector.connect(self.session)
         self.session.deliver(ROUTER_QUEUE, *started("agent_1"))

@@ -10,7 +10,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
-from ioppy_agent import control, keys, wire
+from ioppy_agent import control, keys
 from ioppy_agent.bus import State, StreamMismatch
 from ioppy_agent.recorder.stream import BINDINGS as RECORD_BINDINGS, STREAM, RecordConfig
 from ioppy_agent.router import ROUTER_QUEUE, RouterConfig, RouterService
