@@ -73,10 +73,13 @@ class RealComponentsTestCase(DirectTestCase):
         agent: every echo answered.
         """
         for namespace, number in ((ours, their_number), (theirs, our_number)):
-            self.assertPings(namespace, f"10.2.0.{number}", size=V4_DATA, count=5,
-                             interval=0.1)
-            self.assertPings(namespace, f"bbbb::{number}", size=V6_DATA, count=5,
-                             interval=0.1)
+            for address, size in ((f"10.2.0.{number}", V4_DATA), (f"bbbb::{number}", V6_DATA)):
+                sent, received, output = namespace.ping(address, count=5, size=size,
+                                                        interval=0.1)
+                self.assertEqual((sent, received), (5, 5), output)
+                rtt = [line for line in output.splitlines() if line.startswith("rtt")]
+                print(f"\n  {'ioppy' if namespace is ours else 'original'} -> {address}: "
+                      f"{received}/{sent} replies, {rtt[0] if rtt else ''}", flush=True)
 
 
 class CaptureDumperTests(RealComponentsTestCase):
