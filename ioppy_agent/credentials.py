@@ -44,6 +44,7 @@ C{rabbitmqctl} (L{Rabbitmqctl}), which the tests replace.
 """
 
 import argparse
+import json
 import os
 import re
 import secrets
@@ -178,11 +179,44 @@ class Rabbitmqctl:
         return done.stdout
 
 
-def create(ctl, session, participants, broker, out_dir, exchange=DEFAULT_EXCHANGE,
-           password=lambda: secrets.token_urlsafe(24)):
+@dataclass(frozen=True)
+class Limits:
     """
-    Make the session: vhost, users, permissions, and one URL file per user
-    in C{out_dir}.
+    What one user of a session may hold on the broker, and the whole
+    vhost's queues, so that no participant's pile of connections, channels
+    or queues exhausts the broker for the others.  The defaults leave room
+    for honest reconnects: a connection that died without closing stays on
+    the broker until its heartbeats time out (20 s with the programs'
+    default --heartbeat), while the program connects again within seconds.
+
+    @ivar connections: Connections per user (an agent holds one; the
+        router one, a standby router one, each ioppy-capture one).
+    @ivar channels: Channels per user, all its connections together (each
+        program opens one per connection).
+    @ivar queues: Queues in the vhost, or C{None} for
+        L{QUEUES_PER_PARTICIPANT} per participant and L{QUEUES_SPARE} more
+        (ioppytest's tools declare queues of their own).
+    """
+
+    connections: int = 16
+    channels: int = 64
+    queues: int = None
+
+    def queues_for(self, participants):
+        if self.queues is not None:
+            return self.queues
+        return QUEUES_PER_PARTICIPANT * len(participants) + QUEUES_SPARE
+
+
+QUEUES_PER_PARTICIPANT = 4
+QUEUES_SPARE = 64
+
+
+def create(ctl, session, participants, broker, out_dir, exchange=DEFAULT_EXCHANGE,
+           password=lambda: secrets.token_urlsafe(24), limits=Limits()):
+    """
+    Make the session: vhost, users, permissions, limits, and one URL file
+    per user in C{out_dir}.
 
     @return: C{(name, path)} of each URL file written.
     """
@@ -192,6 +226,8 @@ def create(ctl, session, participants, broker, out_dir, exchange=DEFAULT_EXCHANG
                             f"(ioppy-session delete {session}) or choose another name")
     os.makedirs(out_dir, mode=0o700, exist_ok=True)
     ctl("add_vhost", session)
+    ctl("set_vhost_limits", "-p", session,
+        json.dumps({"max-queues": limits.queues_for(participants)}))
     written = []
     for name, grant in grants(session, participants, exchange):
         secret = password()
@@ -200,6 +236,8 @@ def create(ctl, session, participants, broker, out_dir, exchange=DEFAULT_EXCHANG
             grant.read)
         ctl("set_topic_permissions", "-p", session, grant.user, exchange, grant.topic_write,
             grant.topic_read)
+        ctl("set_user_limits", grant.user, json.dumps(
+            {"max-connections": limits.connections, "max-channels": limits.channels}))
         path = os.path.join(out_dir, f"{name}.url")
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as f:
@@ -242,6 +280,16 @@ def _broker(text):
     return url
 
 
+def _count(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
 def parser():
     top = argparse.ArgumentParser(
         prog="ioppy-session",
@@ -264,6 +312,14 @@ def parser():
     make.add_argument("--exchange", default=DEFAULT_EXCHANGE, help="the topic exchange")
     make.add_argument("--out", default=None,
                       help="directory for the URL files (default: ./<session>)")
+    make.add_argument("--max-connections", type=_count, default=Limits.connections,
+                      help="connections each user may hold (default: %(default)s)")
+    make.add_argument("--max-channels", type=_count, default=Limits.channels,
+                      help="channels each user may hold (default: %(default)s)")
+    make.add_argument("--max-queues", type=_count, default=None,
+                      help=f"queues in the session's vhost (default: "
+                           f"{QUEUES_PER_PARTICIPANT} per participant and {QUEUES_SPARE} "
+                           "more)")
     remove = commands.add_parser("delete", help="remove the session's users and vhost")
     remove.add_argument("session", type=_name)
     return top
@@ -281,7 +337,9 @@ def main(argv=None, ctl=None, out=sys.stdout):
         if not names:
             raise CommandFailed("name at least one --participant")
         out_dir = args.out or args.session
-        written = create(ctl, args.session, names, args.broker, out_dir, args.exchange)
+        limits = Limits(args.max_connections, args.max_channels, args.max_queues)
+        written = create(ctl, args.session, names, args.broker, out_dir, args.exchange,
+                         limits=limits)
     except CommandFailed as e:
         print(f"ioppy-session: {e}", file=sys.stderr)
         return 1

@@ -159,6 +159,9 @@ class PacketRouter:
             self._log.info("agent {name} has {networks}{how}", name=name,
                            networks=", ".join(str(n) for n in networks) or "no address",
                            how=", direct delivery" if direct else "")
+        # An agent announces itself on each new connection: one that was
+        # killed and started again has no routes, whatever it had before.
+        self.steering.reconnected(name)
         self._steer()
         return None
 

@@ -113,6 +113,15 @@ class Steering:
         self._rebuild()
         return True
 
+    def reconnected(self, name):
+        """
+        Agent C{name} announced itself on a new connection: it has no routes
+        until it is sent them again, and takes packets straight only once it
+        says it has them.
+        """
+        for table in (self._sent, self._numbered, self._acked):
+            table.pop(name, None)
+
     def acknowledged(self, name, router, serial):
         """
         Agent C{name} says it has bound what routes C{serial} of C{router}

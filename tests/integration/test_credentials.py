@@ -45,6 +45,36 @@ class SessionTests(TunnelTestCase):
     def file(self, name):
         return os.path.join(self.dir, f"{name}.url")
 
+    def test_limits_leave_room_to_reconnect(self):
+        """
+        agent_1's user may hold 16 connections at once and no more; an
+        agent killed (kill -9) and started again five times in a row
+        connects each time, and its pings go on.
+        """
+        opened, refusal = lab.connections(self.agent1_url, 20)
+        print(f"\n  agent_1's credentials: {opened} connections opened, then: {refusal}",
+              flush=True)
+        self.assertEqual(opened, 16)
+        self.assertIn("connection", refusal.lower())
+        ns1, ns2 = Namespace(self.addCleanup), Namespace(self.addCleanup)
+        router = Program(self.addCleanup, "ioppy-router", "--url-file", self.file("router"))
+        router.wait_for("router connected to")
+        agent2 = Program(self.addCleanup, "ioppy-agent", "--url-file", self.file("agent_2"),
+                         "--name", "agent_2", "--netns", ns2.name)
+        agent2.wait_for(CONNECTED)
+        started = time.monotonic()
+        for attempt in range(6):
+            agent1 = Program(self.addCleanup, "ioppy-agent", "--url-file",
+                             self.file("agent_1"), "--name", "agent_1", "--netns", ns1.name)
+            agent1.wait_for(CONNECTED, timeout=30)
+            if attempt < 5:
+                agent1.process.kill()
+                agent1.wait(timeout=10)
+        print(f"\n  agent_1 killed and connected again 5 times in "
+              f"{time.monotonic() - started:.1f} s", flush=True)
+        agent1.wait_for(r"routes from the router: 1 destinations \(1 direct\)", timeout=30)
+        self.assertPings(ns1, "10.2.0.2")
+
     def test_tunnel_and_refusals(self):
         """
         With the URL files the tunnel works; with agent_1's credentials,

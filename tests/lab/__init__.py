@@ -26,10 +26,10 @@ from .network import Namespace, Uplink, veth_pair
 from .programs import Daemon, Program, tool, wait_for_log
 from .system import (VHost, broker_reachable, command_line, cpu_seconds, free_port,
                      peak_rss_mb, rabbitmqctl, run, uid_of, unique, write_results)
-from .tools import broker_rate, publish, try_as
+from .tools import broker_rate, connections, publish, try_as
 from .tunnel import Tunnel
 
-__all__ = ["Daemon", "Namespace", "Program", "Tunnel", "Uplink", "VHost", "broker_rate",
+__all__ = ["Daemon", "Namespace", "Program", "Tunnel", "Uplink", "VHost", "broker_rate", "connections",
            "broker_reachable", "command_line", "cpu_seconds", "free_port", "peak_rss_mb",
            "publish", "rabbitmqctl", "run", "tool", "try_as", "uid_of", "unique",
            "veth_pair", "wait_for_log", "write_results"]

@@ -13,6 +13,8 @@ The lab's helper commands, each run as a process of its own
   - C{hold-proxy PORT FLAG}: forward to the broker, swallowing every byte
     while the file FLAG exists (a dead network path);
   - C{hostile-broker ...}: see L{tests.lab.hostile};
+  - C{connections URL COUNT HOLD}: how many connections those credentials
+    may open at once;
   - C{delivery URL METHOD AGENTS SECONDS BROKER_PID}: one way of direct
     delivery measured at the broker, see L{tests.lab.delivery};
   - C{sniff}, C{original-agent}, C{ioppytest-router}: stand-ins for
@@ -23,6 +25,7 @@ The functions L{publish}, L{broker_rate} and L{broker_latency} run the first
 three and wait.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -280,6 +283,45 @@ def _hostile_main(reactor, *args):
     return main(reactor, *args)
 
 
+def connections(url, count, hold=2.0):
+    """
+    Open up to C{count} connections with the credentials in C{url}, one
+    after another, in a separate process, and hold them C{hold} seconds.
+
+    @return: C{(opened, refusal)}: how many opened, and the first failure
+        (C{""} if none).
+    """
+    out = json.loads(_tool("connections", url, str(count), str(hold),
+                           timeout=count * 5 + hold + 60).strip().splitlines()[-1])
+    return out["opened"], out["refusal"]
+
+
+def _connections_main(reactor, url, count, hold):
+    from twisted.internet import defer, task
+
+    from ioppy_agent.url import parse_amqp_url
+
+    @defer.inlineCallbacks
+    def go():
+        broker, sessions, refusal = parse_amqp_url(url), [], ""
+        for n in range(int(count)):
+            try:
+                session = yield _connect(reactor, broker, "amq.topic", f"ioppy-lab {n}")
+            except Exception as e:
+                refusal = f"{e.__class__.__name__}: {e}"
+                break
+            sessions.append(session)
+        yield task.deferLater(reactor, float(hold), lambda: None)
+        print(json.dumps({"opened": len(sessions), "refusal": refusal}), flush=True)
+        for session in sessions:
+            try:
+                yield session.close(timeout=2.0)
+            except Exception:
+                pass
+
+    return go()
+
+
 def _delivery_main(reactor, *args):
     from .delivery import main
     return main(reactor, *args)
@@ -297,7 +339,8 @@ COMMANDS = {"publish": _publish_main, "try-as": _try_as_main, "broker-rate": _br
             "hold-proxy": _hold_proxy_main,
             "hostile-broker": _hostile_main, "sniff": _peer("sniff"), "listen": _peer("listen"),
             "original-agent": _peer("original_agent"),
-            "ioppytest-router": _peer("ioppytest_router"), "delivery": _delivery_main}
+            "ioppytest-router": _peer("ioppytest_router"), "delivery": _delivery_main,
+            "connections": _connections_main}
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@ Tests for L{ioppy_agent.credentials}: the permissions each user of a
 session gets, and the C{ioppy-session} command on a fake C{rabbitmqctl}.
 """
 
+import contextlib
 import io
+import json
 import os
 import re
 import stat
@@ -203,6 +205,34 @@ class CommandTests(SynchronousTestCase):
         self.assertIn("--url-file agent_2.url --name agent_2", said)
         for password in passwords.values():
             self.assertNotIn(password, said)
+
+    def test_limits(self):
+        """
+        Every user gets connection and channel limits, and the vhost a
+        queue limit: the defaults, or what the options say; a limit that is
+        no whole number of at least 1 is refused.
+        """
+        self.create("-p", "agent_1", "-p", "agent_2")
+        commands = [args for args, _ in self.ctl.calls]
+        self.assertIn(("set_vhost_limits", "-p", "s42", json.dumps({"max-queues": 72})),
+                      commands)
+        limited = {args[1]: json.loads(args[2]) for args in commands
+                   if args[0] == "set_user_limits"}
+        self.assertEqual(limited, {user: {"max-connections": 16, "max-channels": 64}
+                                   for user in ("s42.router", "s42.agent_1", "s42.agent_2")})
+        self.ctl = FakeCtl()
+        self.out = os.path.abspath(self.mktemp())
+        self.create("-p", "agent_1", "--max-connections", "3", "--max-channels", "5",
+                    "--max-queues", "9")
+        commands = [args for args, _ in self.ctl.calls]
+        self.assertIn(("set_vhost_limits", "-p", "s42", json.dumps({"max-queues": 9})),
+                      commands)
+        self.assertIn(("set_user_limits", "s42.agent_1",
+                       json.dumps({"max-connections": 3, "max-channels": 5})), commands)
+        for bad in ("0", "-2", "many"):
+            with self.assertRaises(SystemExit):
+                with contextlib.redirect_stderr(io.StringIO()):
+                    self.create("-p", "agent_1", "--max-connections", bad)
 
     def test_random_passwords(self):
         """

@@ -328,14 +328,15 @@ class SteeringTests(RouterTestCase):
 
     def test_only_changes_sent(self):
         """
-        Routes are sent again only when they change.
+        Routes are sent again only when they change, or to an agent that
+        announces itself again (a new connection of it).
         """
         self.announce("agent_1", "agent_2")
         self.router.take_control()
         self.announce("agent_2")
-        self.assertEqual(self.router.take_control(), [])
+        self.assertEqual(sorted(routes_in(self.router.take_control())), ["agent_2"])
         self.route(*started("agent_2", ipv6_host="22"), None)
-        self.assertEqual(sorted(routes_in(self.router.take_control())), ["agent_1"])
+        self.assertEqual(sorted(routes_in(self.router.take_control())), ["agent_1", "agent_2"])
 
     def test_new_session_resends(self):
         """
@@ -383,6 +384,24 @@ class SteeringTests(RouterTestCase):
         self.route(*started("agent_TT", direct=False, addresses=tt), None)
         routes = self.settle()
         self.assertEqual(routes["agent_1"]["destinations"]["agent_2"]["path"], "router")
+
+    def test_agent_started_again(self):
+        """
+        An agent that announces itself again, unchanged (killed and started
+        again: a new connection, no routes), is sent its routes again, and
+        its peers reach it through the router until it says it has them.
+        """
+        self.announce("agent_1", "agent_2")
+        self.settle()
+        self.route(*started("agent_1"), None)
+        routes = routes_in(self.router.take_control())
+        self.assertIn("agent_1", routes)
+        self.assertEqual(routes["agent_2"]["destinations"]["agent_1"]["path"], "router")
+        for name, sent in routes.items():
+            self.route(keys.bound(name), json.dumps(
+                {"router": sent["router"], "serial": sent["serial"]}).encode(), None)
+        routes = self.settle()
+        self.assertEqual(routes["agent_2"]["destinations"]["agent_1"]["path"], "direct")
 
     def test_acknowledgement_checked(self):
         """
