@@ -31,8 +31,24 @@ from ..routes import DIRECT, ROUTER, addresses_of, is_group, source_allowed
 from .policy import FanOut
 from .steering import Steering
 
+# Agents the router learns at most, and names a log line lists at most.
+MAX_AGENTS = 1024
+LISTED = 16
+
+
 def _shown(version, address):
     return str(ipaddress.ip_address(address))
+
+
+def _listed(names):
+    """
+    @return: C{names} for a log line: at most L{LISTED} of them, and how
+        many more.
+    """
+    if not names:
+        return "none"
+    shown = ", ".join(names[:LISTED])
+    return shown if len(names) <= LISTED else f"{shown} and {len(names) - LISTED} more"
 
 
 class PacketRouter:
@@ -120,25 +136,37 @@ class PacketRouter:
         return Drop("bad message", f"dropped a message on {routing_key}: {error}")
 
     def _learn(self, name):
-        if name in self._known or name == keys.ROUTER_NAME:
-            return
+        """
+        Know agent C{name}, if it may be one.
+
+        @return: C{None}, or the L{Drop} of what it sent when it may not: the
+            router's own name, a name no agent may have, or one more than
+            L{MAX_AGENTS}.
+        """
+        if name in self._known:
+            return None
+        if name == keys.ROUTER_NAME:
+            return Drop("not an agent", f"ignored a message from {name}: the router's name")
         try:
             check_name(name)
-        except BadAddress:
-            return
-        if len(self._known) < 4096:
-            self._known.add(name)
+        except BadAddress as e:
+            return Drop("not an agent", f"ignored a message: {e}")
+        if len(self._known) >= MAX_AGENTS:
+            return Drop("too many agents", f"ignored agent {name}: the router knows "
+                                           f"{MAX_AGENTS} agents already")
+        self._known.add(name)
         if self.policy.learn(name):
             self._log.info("agent {name} joined; agents: {agents}", name=name,
-                           agents=", ".join(self.agents))
+                           agents=_listed(self.agents))
             self._steer()
+        return None
 
     def _forget(self, name):
         self._known.discard(name)
         self.reports.pop(name, None)
         if self.policy.forget(name) | self.steering.forget(name):
             self._log.info("agent {name} left; agents: {agents}", name=name,
-                           agents=", ".join(self.agents) or "none")
+                           agents=_listed(self.agents))
             self._steer()
 
     def _component(self, routing_key, body, action):
@@ -154,7 +182,9 @@ class PacketRouter:
             networks, direct, broadcast = control.started_info(body)
         except (BadAddress, wire.BadMessage) as e:
             return self._bad(routing_key, e)
-        self._learn(name)
+        refused = self._learn(name)
+        if refused is not None:
+            return refused
         if self.steering.announce(name, networks, direct, broadcast):
             self._log.info("agent {name} has {networks}{how}", name=name,
                            networks=", ".join(str(n) for n in networks) or "no address",
@@ -208,7 +238,9 @@ class PacketRouter:
             body = wire.as_bytes(body)
         except wire.BadMessage as e:
             return self._bad(routing_key, e)
-        self._learn(sender)
+        refused = self._learn(sender)
+        if refused is not None:
+            return refused
         found = addresses_of(packet)
         if found is None:
             return Drop("not IP", f"dropped a message on {routing_key}: its data is not an "

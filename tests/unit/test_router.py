@@ -385,6 +385,27 @@ class SteeringTests(RouterTestCase):
         routes = self.settle()
         self.assertEqual(routes["agent_1"]["destinations"]["agent_2"]["path"], "router")
 
+    def test_learning_bounded(self):
+        """
+        The router learns at most MAX_AGENTS agents, whatever is announced;
+        the rest are dropped and counted, and a log line names at most 16
+        agents, however many there are.
+        """
+        from ioppy_agent.router import core
+        self.patch(core, "MAX_AGENTS", 40)
+        with capturedLogs() as events:
+            drops = [self.route(*started(f"agent_{n}"), None) for n in range(1, 46)]
+        self.assertEqual(len(self.router.agents), 40)
+        self.assertEqual({d.reason for d in drops if d is not None}, {"too many agents"})
+        self.assertEqual(sum(1 for d in drops if d is not None), 5)
+        joined = [formatEvent(e) for e in events if "joined" in formatEvent(e)]
+        self.assertEqual(len(joined), 40)
+        self.assertTrue(joined[-1].endswith(" and 24 more"), joined[-1])
+        self.assertLess(max(len(line) for line in joined), 300)
+        body = started("agent_1")[1]
+        self.assertEqual(self.route(keys.tun_started("packet_router"), body, None).reason,
+                         "not an agent")
+
     def test_agent_started_again(self):
         """
         An agent that announces itself again, unchanged (killed and started
