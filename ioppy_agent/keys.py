@@ -19,6 +19,7 @@ docs/architecture.md, "How packets travel").  Pure: no I/O.
 """
 
 import re
+from functools import lru_cache
 from typing import NamedTuple
 
 # The kinds of key, by what they carry.
@@ -130,10 +131,13 @@ def any_of(kind):
     return key(kind, "*")
 
 
+@lru_cache(maxsize=4096)
 def parse(routing_key):
     """
     @return: The L{Key} C{routing_key} is, or C{None} for a key no ioppy
         program uses.  An agent's name is one word: no dots, not empty.
+        Kept for the keys seen last: every packet's key is parsed, and a
+        session has few.
     """
     fixed = FIXED.get(routing_key)
     if fixed is not None:
