@@ -102,8 +102,7 @@ class RecordingSession:
     @ivar published: C{(routing_key, body, content_type)} per publish.
     @ivar queues: C{name: bindings} per declared queue.
     @ivar consumers: C{queue: handler}.
-    @ivar oversize: C{queue: oversize callable}; C{prefetch} C{queue:
-        prefetch} of each consumer (C{None}: no acknowledgements).
+    @ivar oversize: C{queue: oversize callable}.
     @ivar declare_error: An exception C{declare_queue} fails with.
     @ivar refused: Set to a reason to make publishing refuse, as a paused or
         blocked session does.
@@ -144,7 +143,6 @@ class RecordingSession:
         self.headers = []
         self.exchanges = {}
         self.exchange_bindings = set()
-        self.prefetch = {}
 
     def declare_stream(self, name, bindings, arguments):
         if self.stream_error is not None:
@@ -176,14 +174,17 @@ class RecordingSession:
         self.queues[name] = list(bindings)
         return defer.succeed(None)
 
-    def consume(self, queue, handler, oversize=None, prefetch=None):
+    def consume(self, queue, handler, oversize=None):
         self.consumers[queue] = handler
         self.oversize[queue] = oversize
-        self.prefetch[queue] = prefetch
         return defer.succeed("ioppy-1")
 
     def bind(self, queue, binding):
         self.queues[queue].append(binding)
+        return defer.succeed(None)
+
+    def unbind(self, queue, binding):
+        self.queues[queue].remove(binding)
         return defer.succeed(None)
 
     def declare_exchange(self, name, kind, arguments=None):
@@ -192,6 +193,11 @@ class RecordingSession:
 
     def bind_exchange(self, destination, source, key="", arguments=None):
         self.exchange_bindings.add(
+            (destination, source, key, tuple(sorted((arguments or {}).items()))))
+        return defer.succeed(None)
+
+    def unbind_exchange(self, destination, source, key="", arguments=None):
+        self.exchange_bindings.discard(
             (destination, source, key, tuple(sorted((arguments or {}).items()))))
         return defer.succeed(None)
 

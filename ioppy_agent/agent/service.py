@@ -28,10 +28,6 @@ from .interface import Interface
 # Seconds before connecting again when the agent's own queue is still held
 # by its last connection.
 HELD_RETRY = 0.5
-# Deliveries the broker sends before the agent acknowledges them (it does
-# after each read, up to 64 at a time): the queue's 1000-message limit then
-# bounds what the broker holds for an agent that stalls.
-PREFETCH = 256
 
 
 @dataclass(frozen=True)
@@ -167,8 +163,7 @@ class AgentService(BusService):
                             "connection", HELD_RETRY)
 
         def consume(_):
-            return session.consume(self.queue, self._from_bus, self._oversize,
-                                   prefetch=PREFETCH)
+            return session.consume(self.queue, self._from_bus, self._oversize)
 
         def announce(_):
             for message in self.core.announcements():

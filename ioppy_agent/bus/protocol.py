@@ -15,15 +15,18 @@ internals relied on are in L{ioppy_agent.bus.spec.TXAMQP_INTERNALS}.
 import socket
 
 from twisted.internet import abstract, defer
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from txamqp.connection import Frame
 from txamqp.protocol import AMQClient
 
+from .. import __version__
 from . import framing
 from .conversation import Conversation
 from .delegate import BusChannel, Delegate
 from .errors import REPLY_SUCCESS, SYNTAX_ERROR, ProtocolViolation
 from .reader import Delivery, FrameReader
+from .spec import load_spec
 
 # What the client tells RabbitMQ it understands: a connection.close instead
 # of a silent drop on a refused login, connection.blocked/unblocked, and a
@@ -44,9 +47,6 @@ class BusProtocol(AMQClient):
         C{oversize} takes C{(routing_key, size)} for a message too large to
         keep, or is C{None}; or C{(handler, WHOLE)}: C{handler} takes the
         L{Delivery} itself (a stream's consumer, which acknowledges).
-    @ivar acking: The tags of consumers whose deliveries the protocol
-        acknowledges itself: once per read, all of a channel's deliveries at
-        once (C{basic.ack} with C{multiple}).
     @ivar login_sent: Whether C{connection.start-ok} (the credentials) went out.
     @ivar tuned: Whether the broker answered it with C{connection.tune},
         which it does only if it accepted the credentials.
@@ -81,8 +81,6 @@ class BusProtocol(AMQClient):
                            clock=clock)
         self.client_properties = dict(client_properties, capabilities=CAPABILITIES)
         self.consumers = {}
-        self.acking = set()
-        self._unacked = {}
         self.reader = FrameReader(framing.FRAME_MAX, max_body)
         self.conversation = Conversation()
         self._hanging_up = None
@@ -230,12 +228,6 @@ class BusProtocol(AMQClient):
                         self.transport.pauseProducing()
         except ProtocolViolation as violation:
             self.violated(violation)
-        if self._unacked:
-            # One basic.ack per channel, up to its last delivery of this read.
-            unacked, self._unacked = self._unacked, {}
-            if self.transport is not None and self._hanging_up is None:
-                self.write_frames(b"".join(framing.pack_basic_ack(channel, tag, True)
-                                           for channel, tag in unacked.items()))
         self.flush()
 
     def _resume(self):
@@ -271,8 +263,6 @@ class BusProtocol(AMQClient):
             self._log.debug("delivery for unknown consumer {tag}", tag=delivery.consumer_tag)
             return
         handler, oversize = consumer
-        if delivery.consumer_tag in self.acking:
-            self._unacked[delivery.channel] = delivery.delivery_tag
         try:
             if oversize is WHOLE:
                 handler(delivery)
@@ -381,3 +371,28 @@ class BusProtocol(AMQClient):
     def send_heartbeat(self):
         if self.clock.seconds() - self._said >= self.heartbeatInterval * 0.5:
             AMQClient.send_heartbeat(self)
+
+
+class BusFactory(Factory):
+    """
+    Builds L{BusProtocol}s for one broker URL.
+
+    @ivar deliveries_per_read: The protocols' L{BusProtocol.max_deliveries_per_read}.
+    """
+
+    noisy = False
+
+    def __init__(self, vhost, heartbeat, clock, connection_name,
+                 deliveries_per_read=BusProtocol.max_deliveries_per_read):
+        self.vhost = vhost
+        self.heartbeat = heartbeat
+        self.clock = clock
+        self.deliveries_per_read = deliveries_per_read
+        self.client_properties = {"product": "ioppy-agent", "version": __version__,
+                                  "connection_name": connection_name}
+
+    def buildProtocol(self, addr):
+        protocol = BusProtocol(load_spec(), self.vhost, self.heartbeat, self.clock,
+                               self.client_properties)
+        protocol.max_deliveries_per_read = self.deliveries_per_read
+        return protocol

@@ -248,8 +248,18 @@ class BusSession:
         exchange, key = self._binding(binding)
         return self.channel.queue_bind(queue=queue, exchange=exchange, routing_key=key)
 
+    def unbind(self, queue, binding):
+        """
+        Unbind C{queue} from C{binding} (as L{bind} takes it).
+        """
+        exchange, key = self._binding(binding)
+        return self.channel.queue_unbind(queue=queue, exchange=exchange, routing_key=key)
+
     def declare_exchange(self, name, kind, arguments=None):
-        """Declare a durable exchange: it outlives the session and a restart."""
+        """
+        Declare a durable exchange C{name} of type C{kind} (it and its
+        bindings outlive this session, and a broker restart).
+        """
         return self.channel.exchange_declare(exchange=name, type=kind, durable=True,
                                              arguments=arguments or {})
 
@@ -258,30 +268,27 @@ class BusSession:
         return self.channel.exchange_bind(destination=destination, source=source,
                                           routing_key=key, arguments=arguments or {})
 
-    @defer.inlineCallbacks
-    def consume(self, queue, handler, oversize=None, prefetch=None):
-        """
-        Start consuming C{queue}; C{handler} gets C{(routing_key, body,
-        content_type)} for every message, and C{oversize} C{(routing_key,
-        size)} for one too large to keep.
+    def unbind_exchange(self, destination, source, key="", arguments=None):
+        """Remove the binding L{bind_exchange} made."""
+        return self.channel.exchange_unbind(destination=destination, source=source,
+                                            routing_key=key, arguments=arguments or {})
 
-        @param prefetch: If given, at most this many messages are sent and not
-            yet acknowledged (the protocol acknowledges each read's at once),
-            so that the queue's length limit bounds what a stalled consumer
-            costs the broker; if not, no acknowledgements.
+    @defer.inlineCallbacks
+    def consume(self, queue, handler, oversize=None):
+        """
+        Start consuming C{queue} without acknowledgements; C{handler} gets
+        C{(routing_key, body, content_type)} for every message, and
+        C{oversize} C{(routing_key, size)} for one too large to keep.
+
         @return: A L{Deferred} that fires with the consumer tag.
         """
         tag = f"ioppy-{len(self._tags) + 1}"
         self.client.consumers[tag] = (handler, oversize)
         try:
-            if prefetch is not None:
-                self.client.acking.add(tag)
-                yield self.channel.basic_qos(prefetch_count=prefetch)
             reply = yield self.channel.basic_consume(queue=queue, consumer_tag=tag,
-                                                     no_ack=prefetch is None)
+                                                     no_ack=True)
         except Exception:
             del self.client.consumers[tag]
-            self.client.acking.discard(tag)
             raise
         self._tags.append(reply.consumer_tag)
         return reply.consumer_tag

@@ -38,8 +38,6 @@ from .topology import Topology
 ROUTER_QUEUE = keys.ROUTER_QUEUE
 # The router has no TUN to read between deliveries: a whole read at a time.
 DELIVERIES_PER_READ = 1024
-# Deliveries sent before the router acknowledges them (after each read).
-PREFETCH = 2 * DELIVERIES_PER_READ
 # Seconds between a standby router's attempts to take the queue.
 STANDBY_RETRY = 1.0
 # Seconds after connecting before the roll call (the agents that answer the
@@ -275,9 +273,9 @@ class RouterService(BusService):
             d.addCallback(lambda _: session.declare_queue(keys.CAPTURE_QUEUE,
                                                           CAPTURE_BINDINGS))
             d.addCallback(lambda _: session.consume(keys.CAPTURE_QUEUE, self._capture,
-                                                    self._oversize, prefetch=PREFETCH))
+                                                    self._oversize))
         d.addCallback(lambda _: session.consume(ROUTER_QUEUE, self._from_bus,
-                                                self._oversize, prefetch=PREFETCH))
+                                                self._oversize))
         return d.addCallback(announce)
 
     def identity(self):

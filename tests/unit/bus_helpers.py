@@ -7,8 +7,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from txamqp.connection import Body, Frame, Header, Method
 
-from ioppy_agent.bus.protocol import BusProtocol
-from ioppy_agent.bus.spec import load_spec
+from ioppy_agent.bus.protocol import BusProtocol, load_spec
 from ioppy_agent.bus.session import open_session
 from ioppy_agent.testing import BusPump
 from ioppy_agent.url import parse_amqp_url

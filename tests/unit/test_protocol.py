@@ -19,12 +19,10 @@ from ioppy_agent.bus import framing
 from ioppy_agent.bus.errors import (AccessRefused, ExchangeMissing, LoginRefused, NotFound,
                                     QueueLocked, StreamMismatch, TLSFailed)
 from ioppy_agent.bus.connector import describe
-from ioppy_agent.bus.protocol import BusProtocol
-from ioppy_agent.bus.spec import load_spec
+from ioppy_agent.bus.protocol import BusProtocol, load_spec
 from ioppy_agent.bus.session import BusSession, open_session, reply_of
 from ioppy_agent.wire import Message, as_bytes
 
-from . import frames
 from .bus_helpers import (URL, ProtocolTestCase, broker_login, delivery_bytes,
                           method_names)
 
@@ -810,41 +808,6 @@ class StreamSessionTests(SessionTestCase):
         error = self.failureResultOf(d, StreamMismatch).value
         self.assertIn("'ioppy.record' exists with other settings: PRECONDITION_FAILED",
                       str(error))
-
-    def test_consume_with_prefetch(self):
-        """
-        With a prefetch, consuming sets it and turns acknowledgements on;
-        the protocol then acknowledges each read's deliveries at once, with
-        one C{basic.ack} (multiple) up to the last, after the handler had
-        them.
-        """
-        got = []
-        d = self.session.consume("q", lambda *args: got.append(args), prefetch=8)
-        one = self.pump.channel(1)
-        one.basic_qos_ok()
-        one.basic_consume_ok(consumer_tag="ioppy-1")
-        self.assertEqual(self.successResultOf(d), "ioppy-1")
-        [qos] = [f.payload for f in self.pump.outgoing[1]
-                 if f.payload.method.name == "qos"]
-        self.assertEqual(qos.args[1], 8)
-        [consume] = [f.payload for f in self.pump.outgoing[1]
-                     if f.payload.method.name == "consume"]
-        fields = dict(zip([f.name for f in consume.method.fields], consume.args))
-        self.assertEqual((fields["queue"], fields["no-ack"]), ("q", False))
-        before = len(self.pump.written)
-        self.pump.send(b"".join(frames.message(b"\x45", delivery_tag=n, tag="ioppy-1")
-                                for n in (5, 6, 7)))
-        self.assertEqual(len(got), 3)
-        self.assertEqual(self.pump.written[before:], framing.pack_basic_ack(1, 7, True))
-
-    def test_consume_without_prefetch(self):
-        """
-        Without a prefetch, nothing is acknowledged.
-        """
-        self._consume()
-        before = len(self.pump.written)
-        self.pump.send(frames.message(b"\x45", delivery_tag=3, tag="ioppy-1"))
-        self.assertEqual(self.pump.written[before:], b"")
 
     def test_consume_stream(self):
         """
