@@ -183,21 +183,12 @@ class RecordingSession:
         self.queues[queue].append(binding)
         return defer.succeed(None)
 
-    def unbind(self, queue, binding):
-        self.queues[queue].remove(binding)
-        return defer.succeed(None)
-
     def declare_exchange(self, name, kind, arguments=None):
         self.exchanges[name] = (kind, dict(arguments or {}))
         return defer.succeed(None)
 
     def bind_exchange(self, destination, source, key="", arguments=None):
         self.exchange_bindings.add(
-            (destination, source, key, tuple(sorted((arguments or {}).items()))))
-        return defer.succeed(None)
-
-    def unbind_exchange(self, destination, source, key="", arguments=None):
-        self.exchange_bindings.discard(
             (destination, source, key, tuple(sorted((arguments or {}).items()))))
         return defer.succeed(None)
 

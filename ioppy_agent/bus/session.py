@@ -248,13 +248,6 @@ class BusSession:
         exchange, key = self._binding(binding)
         return self.channel.queue_bind(queue=queue, exchange=exchange, routing_key=key)
 
-    def unbind(self, queue, binding):
-        """
-        Unbind C{queue} from C{binding} (as L{bind} takes it).
-        """
-        exchange, key = self._binding(binding)
-        return self.channel.queue_unbind(queue=queue, exchange=exchange, routing_key=key)
-
     def declare_exchange(self, name, kind, arguments=None):
         """
         Declare a durable exchange C{name} of type C{kind} (it and its
@@ -267,11 +260,6 @@ class BusSession:
         """Bind exchange C{destination} to exchange C{source}."""
         return self.channel.exchange_bind(destination=destination, source=source,
                                           routing_key=key, arguments=arguments or {})
-
-    def unbind_exchange(self, destination, source, key="", arguments=None):
-        """Remove the binding L{bind_exchange} made."""
-        return self.channel.exchange_unbind(destination=destination, source=source,
-                                            routing_key=key, arguments=arguments or {})
 
     @defer.inlineCallbacks
     def consume(self, queue, handler, oversize=None):
