@@ -23,21 +23,28 @@ and exchanges, and the topic permissions on the routing key of each publish
 and each binding to a topic exchange), made from the names in
 L{ioppy_agent.keys}:
 
-  - participant C{agent_N}: declare, bind and consume only its own queues
-    (C{ioppy.agent.agent_N}, and C{ioppy.agent.agent_N.<run>}); bind them
-    to C{toAgent.agent_N.*}, its inbox C{ioppy.to.agent_N},
-    C{ioppy.routes.agent_N} and C{testingtool.component.ready}; publish only
-    its own C{fromAgent.agent_N.ip.tun.packet.raw} and C{.started},
-    C{ioppy.bound.agent_N}, C{ioppy.stats.agent_N}, the component
-    announcements, and name any agent's inbox in a C{CC} header (RabbitMQ
+  - participant C{agent_N}: nothing to configure (RabbitMQ's configure
+    permission covers exchanges as well as queues, and an exchange or a
+    queue of a participant's own, with an alternate exchange, a
+    dead-letter exchange or an exchange binding into the session's
+    exchange, would carry messages there under keys its topic
+    permissions do not give it); read (consume) only its own queue
+    C{ioppy.agent.agent_N}, which the router declares and binds for it;
+    write only to the session's exchange, and publish there only its own
+    C{fromAgent.agent_N.ip.tun.packet.raw} and C{.started},
+    C{ioppy.bound.agent_N}, C{ioppy.stats.agent_N} and the component
+    announcements, naming any agent's inbox in a C{CC} header (RabbitMQ
     3.10 does not check C{CC} keys; later releases check them as publish
-    keys).  No participant may publish to, or bind from, the router's
-    exchanges;
+    keys).  It binds nothing;
   - the router: its queues C{ioppy.router} and C{ioppy.router.capture},
     the session's recording stream C{ioppy.record} (which ioppy-capture
-    reads with the router's URL file) and its exchanges C{ioppy.steer},
-    C{ioppy.direct}, C{ioppy.unsteered}; publish C{toAgent.*},
-    C{ioppy.routes.*} and its announcement; bind anything.
+    reads with the router's URL file), each participant's queue, and its
+    exchanges C{ioppy.steer}, C{ioppy.direct}, C{ioppy.unsteered}; publish
+    C{toAgent.*}, C{ioppy.routes.*} and its announcement; bind anything.
+
+C{create} also writes C{grants.json}: the addresses and prefixes each
+participant may own (C{agent_N}: C{10.2.0.N}, C{bbbb::N} and C{fe80::N},
+and what C{--grant} adds), for the router's C{--grants}.
 
 The pure part (L{grants}, L{url_for}) is separate from running
 C{rabbitmqctl} (L{Rabbitmqctl}), which the tests replace.
@@ -56,9 +63,11 @@ from urllib.parse import quote
 from . import keys
 from .addressing import BadAddress, check_name
 from .bus import DEFAULT_EXCHANGE
+from .grants import BadGrants, Grants
 from .url import BadURL, parse_amqp_url
 
-ROUTER = "router"
+ROUTER = keys.SESSION_ROUTER
+GRANTS_FILE = "grants.json"
 
 
 @dataclass(frozen=True)
@@ -80,30 +89,29 @@ def _alternatives(*patterns):
     return "^(" + "|".join(patterns) + ")$"
 
 
-# The keys each publishes (C{{}} is its name), and binds.
+# The keys each publishes (C{{}} is its name).
 PARTICIPANT_PUBLISHES = (keys.PACKET_FROM, keys.TUN_STARTED, keys.BOUND, keys.STATS)
-PARTICIPANT_BINDS = (keys.PACKET_TO, keys.INBOX, keys.TUN_START, keys.ROUTES)
 ROUTER_PUBLISHES = (keys.PACKET_TO, keys.TUN_START, keys.ROUTES)
+
+
+# Nothing: RabbitMQ's regular expression that matches no name.
+NOTHING = "^$"
 
 
 def participant_grant(session, name, exchange=DEFAULT_EXCHANGE):
     """
     @return: The L{Grant} of participant C{name}.
     """
-    queues = keys.pattern(keys.AGENT_QUEUE, name) + r"(\.[0-9a-f]+)?"
-    resources = (queues, re.escape(exchange))
     return Grant(
-        user=f"{session}.{name}",
-        configure=_alternatives(queues),
-        write=_alternatives(*resources),
-        read=_alternatives(*resources),
+        user=keys.session_user(session, name),
+        configure=NOTHING,
+        write=_alternatives(re.escape(exchange)),
+        read=_alternatives(keys.pattern(keys.AGENT_QUEUE, name)),
         topic_write=_alternatives(
             *(keys.pattern(keys.TEMPLATES[kind], name) for kind in PARTICIPANT_PUBLISHES),
             keys.pattern(keys.TEMPLATES[keys.INBOX]),
             keys.pattern(keys.COMPONENT_READY), keys.pattern(keys.COMPONENT_SHUTDOWN)),
-        topic_read=_alternatives(
-            *(keys.pattern(keys.TEMPLATES[kind], name) for kind in PARTICIPANT_BINDS),
-            keys.pattern(keys.COMPONENT_READY)))
+        topic_read=NOTHING)
 
 
 def router_grant(session, exchange=DEFAULT_EXCHANGE):
@@ -111,13 +119,13 @@ def router_grant(session, exchange=DEFAULT_EXCHANGE):
     @return: The L{Grant} of the session's router.
     """
     queues = tuple(keys.pattern(q) for q in (keys.ROUTER_QUEUE, keys.CAPTURE_QUEUE,
-                                             keys.RECORD_STREAM))
+                                             keys.RECORD_STREAM, keys.AGENT_QUEUE))
     exchanges = tuple(keys.pattern(e) for e in (keys.STEER, keys.SENT_STRAIGHT,
                                                 keys.UNSTEERED))
     resources = (*queues, *exchanges, re.escape(exchange))
     # amq.default: ioppy-capture marks the end of what it reads by publishing
     # straight to the recording stream.
-    return Grant(user=f"{session}.{ROUTER}",
+    return Grant(user=keys.session_user(session, ROUTER),
                  configure=_alternatives(*queues, *exchanges),
                  write=_alternatives(*resources, r"amq\.default"),
                  read=_alternatives(*resources),
@@ -212,14 +220,24 @@ QUEUES_PER_PARTICIPANT = 4
 QUEUES_SPARE = 64
 
 
-def create(ctl, session, participants, broker, out_dir, exchange=DEFAULT_EXCHANGE,
-           password=lambda: secrets.token_urlsafe(24), limits=Limits()):
-    """
-    Make the session: vhost, users, permissions, limits, and one URL file
-    per user in C{out_dir}.
+def _write_private(path, text):
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as f:
+        f.write(text)
 
+
+def create(ctl, session, participants, broker, out_dir, exchange=DEFAULT_EXCHANGE,
+           password=lambda: secrets.token_urlsafe(24), limits=Limits(), owners=None):
+    """
+    Make the session: vhost, users, permissions, limits, one URL file per
+    user in C{out_dir}, and the grants file (L{GRANTS_FILE}) for the router.
+
+    @param owners: The L{Grants} of addresses (each participant's defaults
+        if not given).
     @return: C{(name, path)} of each URL file written.
     """
+    if owners is None:
+        owners = Grants.default(participants)
     existing = ctl("list_vhosts", "name").split()
     if session in existing:
         raise CommandFailed(f"vhost {session!r} exists already; delete the session first "
@@ -239,10 +257,9 @@ def create(ctl, session, participants, broker, out_dir, exchange=DEFAULT_EXCHANG
         ctl("set_user_limits", grant.user, json.dumps(
             {"max-connections": limits.connections, "max-channels": limits.channels}))
         path = os.path.join(out_dir, f"{name}.url")
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as f:
-            f.write(url_for(broker, grant.user, secret, session) + "\n")
+        _write_private(path, url_for(broker, grant.user, secret, session) + "\n")
         written.append((name, path))
+    _write_private(os.path.join(out_dir, GRANTS_FILE), owners.dumps())
     return written
 
 
@@ -280,6 +297,14 @@ def _broker(text):
     return url
 
 
+def _grant(text):
+    name, sep, nets = text.partition("=")
+    if not sep or not nets:
+        raise argparse.ArgumentTypeError(f"{text!r}: give NAME=PREFIX[,PREFIX...], as in "
+                                         "agent_1=2001:db8:1::/48")
+    return _name(name), tuple(n.strip() for n in nets.split(",") if n.strip())
+
+
 def _count(text):
     try:
         value = int(text)
@@ -306,6 +331,10 @@ def parser():
     make.add_argument("--observer", type=_name, action="append", default=[],
                       help="an agent that sees every packet (agent_TT): a participant's "
                            "credentials; the router's --topology makes it an observer")
+    make.add_argument("--grant", type=_grant, action="append", default=[],
+                      metavar="NAME=PREFIX[,PREFIX...]",
+                      help="more addresses or --route prefixes participant NAME may own, "
+                           "beside its default 10.2.0.N, bbbb::N and fe80::N; repeatable")
     make.add_argument("--broker", type=_broker, required=True,
                       help="where participants reach the broker: amqp://host[:port] or "
                            "amqps://host[:port]")
@@ -338,16 +367,20 @@ def main(argv=None, ctl=None, out=sys.stdout):
             raise CommandFailed("name at least one --participant")
         out_dir = args.out or args.session
         limits = Limits(args.max_connections, args.max_channels, args.max_queues)
+        extra = {}
+        for name, nets in args.grant:
+            extra[name] = extra.get(name, ()) + nets
         written = create(ctl, args.session, names, args.broker, out_dir, args.exchange,
-                         limits=limits)
-    except CommandFailed as e:
+                         limits=limits, owners=Grants.default(names, extra))
+    except (CommandFailed, BadGrants) as e:
         print(f"ioppy-session: {e}", file=sys.stderr)
         return 1
     print(f"session {args.session}: vhost {args.session} on {args.broker.host}; hand over "
           "each file to its participant only:", file=out)
     for name, path in written:
         if name == ROUTER:
-            how = f"twistd -n ioppy-router --url-file {os.path.basename(path)}"
+            how = (f"twistd -n ioppy-router --url-file {os.path.basename(path)} "
+                   f"--grants {GRANTS_FILE}")
         else:
             how = f"sudo twistd -n ioppy-agent --url-file {os.path.basename(path)} --name {name}"
         print(f"  {name}: {path}  ({how})", file=out)

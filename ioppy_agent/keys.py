@@ -65,6 +65,10 @@ RECORD_STREAM = "ioppy.record"
 STEER = "ioppy.steer"
 SENT_STRAIGHT = "ioppy.direct"
 UNSTEERED = "ioppy.unsteered"
+# In a session made by C{ioppy-session}, the broker's user of each program:
+# C{<vhost>.<name>}, and C{<vhost>.router} for the router.
+SESSION_USER = "{}.{}"
+SESSION_ROUTER = "router"
 # The header of a packet sent straight (with CC), and its value.
 DIRECT = "ioppy-direct"
 DIRECT_VALUE = "yes"
@@ -150,6 +154,13 @@ def parse(routing_key):
     return None
 
 
+def agent_bindings(name):
+    """
+    @return: The routing keys agent C{name}'s queue is bound to.
+    """
+    return (packet_to(name), inbox(name), tun_start(name), routes(name), COMPONENT_READY)
+
+
 def agent_queue(name, run=None):
     """
     @return: Agent C{name}'s queue, or with C{run} (hex), the queue of this
@@ -157,6 +168,38 @@ def agent_queue(name, run=None):
     """
     queue = AGENT_QUEUE.format(name)
     return queue if run is None else f"{queue}.{run}"
+
+
+def session_user(vhost, name):
+    """
+    @return: The user C{ioppy-session} makes for C{name} (an agent, or
+        L{SESSION_ROUTER}) in the session of vhost C{vhost}.
+    """
+    return SESSION_USER.format(vhost, name)
+
+
+def session_of(url, name):
+    """
+    @param url: The L{BrokerURL} program C{name} connects with.
+    @return: The vhost, if it is the session C{ioppy-session} made for
+        C{name} (the user is C{<vhost>.<name>}), else C{None}.
+    """
+    return url.vhost if url.username == session_user(url.vhost, name) else None
+
+
+def speaker(vhost, user_id):
+    """
+    @param user_id: The C{user_id} property of a message, which the broker
+        checked against the publishing connection's user, or C{None}.
+    @return: The program of session C{vhost} that published it (an agent's
+        name, or L{SESSION_ROUTER}), or C{None} for a user not of the
+        session, or no user id.
+    """
+    head = vhost + "."
+    if not user_id or not user_id.startswith(head):
+        return None
+    name = user_id[len(head):]
+    return name if name and "." not in name else None
 
 
 def pattern(template, name=None):

@@ -14,7 +14,9 @@ import re
 from twisted.application import service
 from twisted.python import usage
 
+from . import keys
 from .addressing import BadAddress, check_name, default_addresses
+from .grants import BadGrants, Grants
 from .agent import AgentConfig, AgentService
 from .listening import LOOPBACK
 from .metrics import MetricsConfig
@@ -189,6 +191,10 @@ class RouterOptions(CommonOptions):
                                  "(default: none)."],
         ["web-address", None, LOOPBACK,
          "Address to serve --web-port on (default: loopback only)."],
+        ["grants", None, None,
+         "The grants file ioppy-session create wrote: which addresses and prefixes "
+         "each participant may own (needed with a session's router URL file). "
+         "Without it the first claim of an address wins."],
     ]
     optFlags = [
         ["record", None, f"Keep every packet of the session in the broker's stream "
@@ -222,6 +228,25 @@ class RouterOptions(CommonOptions):
                 self["topology"] = read_topology(self["topology"])
             except BadTopology as e:
                 raise usage.UsageError(f"--topology {e}") from None
+        self["grants"] = self._grants()
+
+    def _grants(self):
+        url = self["bus"].url
+        path = self["grants"]
+        if path is None:
+            if keys.session_of(url, keys.SESSION_ROUTER) is not None:
+                raise usage.UsageError(
+                    f"user {url.username!r} is the router of session {url.vhost!r}: give "
+                    "--grants with the grants file ioppy-session create wrote beside the "
+                    "URL files")
+            return None
+        try:
+            with open(path, encoding="utf-8") as f:
+                return Grants.loads(f.read())
+        except OSError as e:
+            raise usage.UsageError(f"--grants {path}: {e.strerror}") from None
+        except BadGrants as e:
+            raise usage.UsageError(f"--grants {path}: {e}") from None
 
     def _record(self):
         given = [key for key in ("record-max-age", "record-max-bytes")
@@ -243,7 +268,7 @@ class RouterOptions(CommonOptions):
         return RouterConfig(bus=self["bus"], report=self["report"], metrics=self["metrics"],
                             topology=self["topology"], pcap_dir=self["pcap-dir"],
                             record=self["record"], web=self["web"],
-                            roll_call=tuple(self["roll-call"]))
+                            roll_call=tuple(self["roll-call"]), grants=self["grants"])
 
 
 def _wrap(child, process):

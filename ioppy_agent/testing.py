@@ -14,7 +14,7 @@ from txamqp.connection import Frame
 from txamqp.testing import AMQPump
 from zope.interface import implementer
 
-from .bus import FatalBusError, QueueLocked, State
+from .bus import FatalBusError, NotFound, QueueLocked, State
 from .tun import ITunDevice
 
 
@@ -125,6 +125,9 @@ class RecordingSession:
     def __init__(self):
         self.published = []
         self.queues = {}
+        self.shared = {}
+        self.missing = set()
+        self.exclusive = {}
         self.consumers = {}
         self.oversize = {}
         self.declare_error = None
@@ -174,9 +177,22 @@ class RecordingSession:
         self.queues[name] = list(bindings)
         return defer.succeed(None)
 
-    def consume(self, queue, handler, oversize=None):
+    def declare_shared_queue(self, name, bindings, max_length=1000):
+        self.shared[name] = list(bindings)
+        return defer.succeed(None)
+
+    def queue_exists(self, name):
+        if name in self.missing:
+            return defer.fail(NotFound(f"no queue {name!r}"))
+        return defer.succeed(None)
+
+    def consume(self, queue, handler, oversize=None, exclusive=False):
+        if exclusive and self.locked is True:
+            return defer.fail(QueueLocked(f"queue {queue!r} is consumed by another "
+                                          "connection"))
         self.consumers[queue] = handler
         self.oversize[queue] = oversize
+        self.exclusive[queue] = exclusive
         return defer.succeed("ioppy-1")
 
     def bind(self, queue, binding):
@@ -219,11 +235,12 @@ class RecordingSession:
     def flush(self):
         self.flushes.append(len(self.published))
 
-    def deliver(self, queue, routing_key, body, content_type="application/json"):
+    def deliver(self, queue, routing_key, body, content_type="application/json",
+                user_id=None):
         """
         Hand a message to the consumer of C{queue}, as the broker would.
         """
-        self.consumers[queue](routing_key, body, content_type)
+        self.consumers[queue](routing_key, body, content_type, user_id)
 
 
 class RecordingConnector:

@@ -35,6 +35,9 @@ def _shown(address):
     return str(ipaddress.ip_address(address))
 
 
+_NOBODY = Directory()
+
+
 def _copies_to(*names):
     """
     @return: The headers of a packet sent straight to the inboxes of
@@ -57,14 +60,18 @@ class AgentCore:
     """
 
     def __init__(self, name, addresses, clock, mtu=1500, wire_format="json",
-                 interface_name="tun0", prefixes=()):
+                 interface_name="tun0", prefixes=(), session=None):
         """
         @param clock: Its C{seconds()} stamps each packet published as JSON.
         @param wire_format: C{"json"} (ioppytest's) or C{"raw"}: how packets
             read from the TUN are published.  Both are read.
         @param prefixes: L{ipaddress} networks routed behind this host.
+        @param session: The vhost of the session made by C{ioppy-session}
+            this agent is part of, or C{None}: then a router's announcement
+            counts only with the router's C{user_id}.
         """
         self.name = name
+        self.session = session
         self.mtu = mtu
         self.queue = keys.agent_queue(name)
         self.prefixes = tuple(prefixes)
@@ -89,8 +96,7 @@ class AgentCore:
         """
         @return: The routing keys the agent's queue is bound to.
         """
-        return (keys.packet_to(self.name), keys.inbox(self.name), keys.tun_start(self.name),
-                keys.routes(self.name), keys.COMPONENT_READY)
+        return keys.agent_bindings(self.name)
 
     def announcements(self):
         """
@@ -161,8 +167,10 @@ class AgentCore:
 
     # From the bus.
 
-    def from_bus(self, routing_key, body, content_type):
+    def from_bus(self, routing_key, body, content_type, user_id=None):
         """
+        @param user_id: The message's C{user_id}, which the broker checked,
+            or C{None}.
         @return: What to do with a message consumed from the agent's queue,
             or C{None} for nothing.
         """
@@ -177,11 +185,38 @@ class AgentCore:
             if kind == keys.TUN_START:
                 return self._tun_start(body)
         elif kind == keys.READY:
-            return self._component_ready(body)
+            return self._component_ready(body, user_id)
         return Drop("unexpected routing key", f"dropped a message on {routing_key}: the "
                                               "agent's queue is not bound to that key")
 
     def _packet(self, routing_key, body, content_type):
+        """
+        A packet the router forwarded: written if its source is an address
+        of a peer the routes name (or, without routes from an ioppy-router,
+        any address but this agent's own).
+        """
+        action = self._checked(routing_key, body, content_type)
+        if type(action) is not WriteToTun:
+            return action
+        packet = action.packet
+        version, source, _ = addresses_of(packet) or (None, None, None)
+        if version is None:
+            return Drop("not IP", "dropped a packet from the router: too short for an IP "
+                                  "header")
+        if self._own.owner(version, source) == self.name:
+            return Drop("source is ours", f"dropped a packet from the router: its source "
+                                          f"{_shown(source)} is this agent's own")
+        if self.routes is not None:
+            # Beside the peers' addresses: IPv6 link-local ones (the router
+            # checked the sender's) and the unspecified address of
+            # duplicate-address detection.
+            if self._heard.owner(version, source) is None and not source_allowed(
+                    _NOBODY, "", packet, version, source, link_local=True):
+                return Drop("source of no peer", f"dropped a packet from the router: its "
+                                                 f"source {_shown(source)} is no peer's")
+        return action
+
+    def _checked(self, routing_key, body, content_type):
         try:
             packet = wire.packet_of(body, content_type)
         except wire.UnknownContentType as e:
@@ -206,7 +241,7 @@ class AgentCore:
         if self.routes is None or sender not in self.routes.senders:
             return Drop("unknown sender", f"dropped a packet from {sender}: the router has "
                                           "not named it as a peer")
-        action = self._packet(routing_key, body, content_type)
+        action = self._checked(routing_key, body, content_type)
         if type(action) is not WriteToTun:
             return action
         packet = action.packet
@@ -270,18 +305,23 @@ class AgentCore:
         except (wire.BadMessage, BadAddress) as e:
             return Refuse(f"cannot apply tun.start: {e}")
 
-    def _component_ready(self, body):
+    def _component_ready(self, body, user_id):
         """
         When the packet router announces itself, announce this agent again,
-        so that a router started after the agents learns them at once.
+        so that a router started after the agents learns them at once.  In
+        a session, only the router's user may say so.
         """
         try:
             component = control.component_of(body)
         except wire.BadMessage:
             return None
-        if component == keys.ROUTER_NAME:
-            return Publish((self._started(),))
-        return None
+        if component != keys.ROUTER_NAME:
+            return None
+        if self.session is not None and \
+                keys.speaker(self.session, user_id) != keys.SESSION_ROUTER:
+            return Drop("not allowed", f"ignored the router's announcement: sent by "
+                                       f"{user_id or 'no user_id'}, not the session's router")
+        return Publish((self._started(),))
 
     def readdressed(self, addresses):
         """

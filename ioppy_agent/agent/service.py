@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from .. import control, keys, netlink
 from ..actions import Drop, Publish, Readdress, Refuse, Reroute, WriteToTun
 from ..addressing import TunAddresses
-from ..bus import BusConfig, BusConnector, QueueHeld, QueueLocked
+from ..bus import BusConfig, BusConnector, NotFound, QueueHeld, QueueLocked
 from ..pcap import PcapError, PcapWriter
 from ..metrics import MetricsConfig
 from ..service import BusService, CannotStart
@@ -28,6 +28,8 @@ from .interface import Interface
 # Seconds before connecting again when the agent's own queue is still held
 # by its last connection.
 HELD_RETRY = 0.5
+# Seconds between looks for the queue the session's router makes.
+MISSING_RETRY = 2.0
 
 
 @dataclass(frozen=True)
@@ -78,9 +80,12 @@ class AgentService(BusService):
                             metrics=config.metrics)
         self.name = f"ioppy-agent {config.name}"
         self.config = config
+        # In a session made by ioppy-session the agent may declare nothing:
+        # the router made its queue, bound, for it to consume alone.
+        self.session = keys.session_of(config.bus.url, config.name)
         self.core = AgentCore(config.name, config.addresses, reactor, mtu=config.mtu,
                               wire_format=config.wire, interface_name=config.tun_name,
-                              prefixes=config.prefixes)
+                              prefixes=config.prefixes, session=self.session)
         self._interface = interface if interface is not None else Interface(config)
         self.port = None
         self.pcap = None
@@ -141,6 +146,8 @@ class AgentService(BusService):
         """
         url = self.connector.url
         own = keys.agent_queue(self.config.name, self._run)
+        if self.session is not None:
+            return self._setup_in_session(session, url)
         self.queue = own if self._queue_held else self.core.queue
         d = session.declare_queue(self.queue, self.core.bindings())
 
@@ -165,20 +172,55 @@ class AgentService(BusService):
         def consume(_):
             return session.consume(self.queue, self._from_bus, self._oversize)
 
-        def announce(_):
-            for message in self.core.announcements():
-                session.publish_message(message)
-            bound = self.core.bound()
-            if bound is not None:
-                session.publish_message(bound)
-            self._log.info("agent {name} connected to {url}, exchange {exchange}",
-                           name=self.config.name, url=url.masked(),
-                           exchange=self.config.bus.exchange)
-            self._had_session = True
-            self._connected_since = self.reactor.seconds()
-            self._queue_held = False
+        return d.addErrback(locked).addCallback(consume).addCallback(self._announce, session)
 
-        return d.addErrback(locked).addCallback(consume).addCallback(announce)
+    def _setup_in_session(self, session, url):
+        """
+        Consume the queue the session's router made for this agent, as its
+        only consumer.
+        """
+        self.queue = self.core.queue
+        d = session.queue_exists(self.queue)
+
+        def missing(reason):
+            reason.trap(NotFound)
+            self._log.warn("queue {queue} does not exist yet: the session's router makes "
+                           "it (is ioppy-router running, with --grants?); trying again in "
+                           "{every:.0f} s", queue=self.queue, every=MISSING_RETRY)
+            raise QueueHeld(f"no queue {self.queue!r} yet", MISSING_RETRY)
+
+        def consume(_):
+            return session.consume(self.queue, self._from_bus, self._oversize, exclusive=True)
+
+        def locked(reason):
+            reason.trap(QueueLocked)
+            if not self._had_session:
+                raise QueueLocked(
+                    f"an agent named {self.config.name!r} is already connected to session "
+                    f"{url.vhost!r} on {url.host}")
+            # Its last connection, on a broker node that hangs, still
+            # consumes: wait until the broker gives it up.
+            self._log.warn("queue {queue} is still consumed by this agent's last "
+                           "connection; trying again", queue=self.queue)
+            raise QueueHeld(f"queue {self.queue!r} is consumed by this agent's last "
+                            "connection", HELD_RETRY)
+
+        d.addErrback(missing).addCallback(consume).addErrback(locked)
+        return d.addCallback(self._announce, session)
+
+    def _announce(self, _, session):
+        url = self.connector.url
+        for message in self.core.announcements():
+            session.publish_message(message)
+        bound = self.core.bound()
+        if bound is not None:
+            session.publish_message(bound)
+        self._log.info("agent {name} connected to {url}, exchange {exchange}",
+                       name=self.config.name, url=url.masked(),
+                       exchange=self.config.bus.exchange)
+        self._had_session = True
+        self._connected_since = self.reactor.seconds()
+        self._queue_held = False
 
     def identity(self):
         return "agent", self.config.name
@@ -239,8 +281,8 @@ class AgentService(BusService):
 
     # From the bus to the TUN.
 
-    def _from_bus(self, routing_key, body, content_type):
-        action = self.core.from_bus(routing_key, body, content_type)
+    def _from_bus(self, routing_key, body, content_type, user_id=None):
+        action = self.core.from_bus(routing_key, body, content_type, user_id)
         kind = type(action)
         if kind is WriteToTun:
             packet = action.packet

@@ -23,7 +23,8 @@ from twisted.python.failure import Failure
 from .endpoint import TLS_ERRORS, BrokerEndpoint, tls_reason
 from .errors import AccessRefused, FatalBusError, QueueHeld
 from .protocol import BusFactory
-from .session import cause_of, open_session, reply_of
+from .login import open_session
+from .replies import cause_of, reply_of
 from .spec import load_spec
 from .tls import TLSSettings
 

@@ -36,13 +36,17 @@ class Delivery:
     @ivar headers: The C{headers} property's field table as it came (its
         entries, without the length), for L{ioppy_agent.bus.framing.decode_table}
         to read if wanted; C{None} if the message had none.
+    @ivar user_id: The C{user_id} property (the broker checks it against
+        the publishing connection's user), or C{None}.
     """
 
     __slots__ = ("channel", "consumer_tag", "delivery_tag", "redelivered", "exchange",
-                 "routing_key", "content_type", "size", "body", "oversize", "headers")
+                 "routing_key", "content_type", "size", "body", "oversize", "headers",
+                 "user_id")
 
     def __init__(self, channel, consumer_tag, delivery_tag, redelivered, exchange,
-                 routing_key, content_type, size, body, oversize=False, headers=None):
+                 routing_key, content_type, size, body, oversize=False, headers=None,
+                 user_id=None):
         self.channel = channel
         self.consumer_tag = consumer_tag
         self.delivery_tag = delivery_tag
@@ -54,6 +58,7 @@ class Delivery:
         self.body = body
         self.oversize = oversize
         self.headers = headers
+        self.user_id = user_id
 
     def __repr__(self):
         return (f"<Delivery {self.routing_key!r} on channel {self.channel}, "
@@ -67,12 +72,13 @@ class _Assembly:
     """
 
     __slots__ = ("fields", "content_type", "headers", "size", "received", "chunks",
-                 "oversize")
+                 "oversize", "user_id")
 
     def __init__(self, fields):
         self.fields = fields
         self.content_type = None
         self.headers = None
+        self.user_id = None
         self.size = None
         self.received = 0
         self.chunks = []
@@ -83,7 +89,16 @@ class _Assembly:
         @return: The L{Delivery}, with C{body}.
         """
         return Delivery(*self.fields, self.content_type, self.size, body, self.oversize,
-                        self.headers)
+                        self.headers, self.user_id)
+
+
+# The content header's properties up to C{user_id}, in their order: flag,
+# and what it holds (C{_SIZES} for the fixed sizes, else a short string).
+_PROPERTIES = ((0x8000, "content type"), (0x4000, "content encoding"), (0x2000, "table"),
+               (0x1000, "delivery mode"), (0x0800, "priority"), (0x0400, "correlation id"),
+               (0x0200, "reply-to"), (0x0100, "expiration"), (0x0080, "message id"),
+               (0x0040, "timestamp"), (0x0020, "type"), (0x0010, "user id"))
+_SIZES = {"delivery mode": 1, "priority": 1, "timestamp": 8}
 
 
 def _table(buf, at, last):
@@ -237,21 +252,27 @@ class Contents:
             if at + 2 > last:
                 raise _violation(FRAME_ERROR, "content header property flags overrun the frame")
             more, = _SHORT.unpack_from(buf, at)
-        if flags & 0x8000:
-            at += 2
-            length = buf[at] if at < last else 0
-            if at + 1 + length > last:
-                raise _violation(FRAME_ERROR, "the content type overruns the content header")
-            delivery.content_type = buf[at + 1:at + 1 + length].decode("utf-8", "replace")
-            at += 1 + length
-        else:
-            at += 2
-        if flags & 0x2000:
-            if flags & 0x4000:
-                at += 1 + (buf[at] if at < last else 0)
-            delivery.headers = _table(buf, at, last)
-            if delivery.headers is None:
-                raise _violation(FRAME_ERROR, "the headers table overruns the content header")
+        at += 2
+        for flag, kind in _PROPERTIES:
+            if not flags & flag:
+                continue
+            if kind == "table":
+                table = _table(buf, at, last)
+                if table is None:
+                    raise _violation(FRAME_ERROR, "the headers table overruns the content "
+                                                  "header")
+                delivery.headers = table
+                at += 4 + len(table)
+                continue
+            length = _SIZES.get(kind) or 1 + (buf[at] if at < last else 0)
+            if at + length > last:
+                raise _violation(FRAME_ERROR, f"the {kind} overruns the content header")
+            if kind == "content type":
+                delivery.content_type = buf[at + 1:at + length].decode("utf-8", "replace")
+            elif kind == "user id":
+                delivery.user_id = buf[at + 1:at + length].decode("utf-8", "replace")
+                break
+            at += length
         delivery.size = size
         if size > self.max_body:
             delivery.oversize = True

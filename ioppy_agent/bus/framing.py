@@ -311,7 +311,7 @@ class Publisher:
         self._headers = {}
 
     def frames(self, routing_key, body, content_type, frame_max, timestamp=None,
-               headers=None):
+               headers=None, user_id=None):
         """
         @param frame_max: The negotiated frame size: bodies longer than
             C{frame_max - 8} go in several body frames.
@@ -321,12 +321,15 @@ class Publisher:
         @param headers: More entries of the headers property,
             C{((name, value), ...)}, each value a text or a tuple of texts;
             packed once per distinct tuple and kept.
+        @param user_id: The C{user_id} property: the broker refuses it unless
+            it is the connection's user, so receivers know who sent it.  Not
+            with C{timestamp}.
         @return: The frames of one message, C{bytes}.
         """
         method = self._methods.get(routing_key)
         if method is None:
             method = self._method(routing_key)
-        kind = (content_type, timestamp is not None, headers)
+        kind = (content_type, timestamp is not None, headers, user_id)
         header = self._headers.get(kind)
         if header is None:
             header = self._header(*kind)
@@ -350,7 +353,7 @@ class Publisher:
             self._methods[routing_key] = frame
         return frame
 
-    def _header(self, content_type, stamped=False, headers=None):
+    def _header(self, content_type, stamped=False, headers=None, user_id=None):
         """
         @return: The content header frame in two parts, to go either side of
             the body size; with C{stamped}, the second part stops before the
@@ -359,14 +362,19 @@ class Publisher:
         table = _entries_of(headers) if headers else b""
         if stamped:
             table += STAMP_ENTRY_HEAD
-        flags = (0x8000 if content_type else 0) | (0x2000 if table else 0)
+        if stamped and user_id:
+            raise ValueError("a user_id with a timestamp: the stamp ends the header")
+        flags = ((0x8000 if content_type else 0) | (0x2000 if table else 0)
+                 | (0x0010 if user_id else 0))
         properties = _SHORT.pack(flags) + (shortstr(content_type) if content_type else b"")
         if table:
             size = len(table) + (_DOUBLE.size if stamped else 0)
             properties += struct.pack("!I", size) + table
+        if user_id:
+            properties += shortstr(user_id)
         size = 12 + len(properties) + (_DOUBLE.size if stamped else 0)
         head = FRAME_HEAD.pack(FRAME_HEADER, self.channel, size)
         frame = (head + METHOD_IDS.pack(60, 0), properties if stamped else properties + _END)
         if len(self._headers) < self.MAX_KEYS:
-            self._headers[(content_type, stamped, headers)] = frame
+            self._headers[(content_type, stamped, headers, user_id)] = frame
         return frame

@@ -274,7 +274,8 @@ class BusProtocol(AMQClient):
                 else:
                     oversize(delivery.routing_key, delivery.size)
             else:
-                handler(delivery.routing_key, delivery.body, delivery.content_type)
+                handler(delivery.routing_key, delivery.body, delivery.content_type,
+                        delivery.user_id)
         except Exception:
             self._log.failure("consumer failed on a message with key {key}",
                               key=delivery.routing_key)

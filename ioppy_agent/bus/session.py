@@ -1,6 +1,6 @@
 """
-One AMQP session: the login (L{open_session}) and L{BusSession}, the few
-operations the agent and the router need on one channel of one exchange.
+L{BusSession}: the few operations the agent and the router need on one
+channel of one exchange, once logged in (L{ioppy_agent.bus.login}).
 
 Declaring, binding, consuming and closing go through txamqp (they happen a
 few times per connection); publishing writes frames packed by
@@ -11,16 +11,14 @@ message.
 from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from txamqp.client import ChannelClosed, Closed
 from zope.interface import implementer
 
 from . import framing
-from .endpoint import TLS_ERRORS, tls_reason
-from .errors import (ACCESS_REFUSED, NOT_ALLOWED, NOT_FOUND, PRECONDITION_FAILED,
-                     REPLY_SUCCESS, RESOURCE_LOCKED, AccessRefused, ExchangeMissing,
-                     LoginRefused, NotFound, QueueLocked, StreamMismatch, TLSFailed)
+from .errors import (ACCESS_REFUSED, NOT_FOUND, PRECONDITION_FAILED, REPLY_SUCCESS,
+                     RESOURCE_LOCKED, NotFound, QueueLocked, StreamMismatch)
 from .protocol import WHOLE
+from .replies import reply_of
 
 DEFAULT_QUEUE_LIMIT = 1000
 # Bytes the connection may hold unsent before publishing pauses: about a
@@ -30,74 +28,6 @@ SEND_BUFFER = 512 * 1024
 # Seconds the orderly close waits for the connection to be gone, after the
 # broker's close-ok, before it aborts it.
 CLOSED_WAIT = 0.25
-
-
-def reply_of(error):
-    """
-    @return: C{(reply_code, reply_text)} carried by a txamqp L{Closed}, or
-        C{(None, str(error))}.
-    """
-    reason = error.args[0] if error.args else None
-    if getattr(reason, "method", None) is not None and \
-            getattr(reason, "fields", None) is not None:
-        try:
-            return reason.reply_code, reason.reply_text
-        except AttributeError:
-            pass
-    return None, str(reason if reason is not None else error)
-
-
-def cause_of(error):
-    """
-    @return: What a txamqp L{Closed} wraps (the broker's close message, or
-        the L{Failure} the connection was lost with), or C{error} itself.
-    """
-    if isinstance(error, Closed) and error.args:
-        return error.args[0]
-    return error
-
-
-@defer.inlineCallbacks
-def open_session(client, url, exchange):
-    """
-    Log in on a connected L{BusProtocol}, open channel 1 and check that the
-    exchange exists.
-
-    @return: A L{Deferred} firing with a L{BusSession}.
-    @raise LoginRefused: for a wrong user name or password.
-    @raise AccessRefused: for a vhost that does not exist or is not allowed.
-    @raise ExchangeMissing: if there is no such exchange.
-    @raise TLSFailed: if the TLS handshake failed.
-    """
-    response = b"\0" + url.username.encode("utf-8") + b"\0" + url.password.encode("utf-8")
-    try:
-        yield client.start(response, mechanism="PLAIN")
-        channel = yield client.channel(1)
-        yield channel.channel_open()
-        yield channel.exchange_declare(exchange=exchange, passive=True)
-    except Closed as e:
-        code, text = reply_of(e)
-        who = f"user {url.username!r} on vhost {url.vhost!r}"
-        if code == ACCESS_REFUSED and not client.tuned:
-            raise LoginRefused(f"the broker refused the login of {who}: wrong user "
-                               f"name or password ({text})") from None
-        if code in (ACCESS_REFUSED, NOT_ALLOWED):
-            raise AccessRefused(f"the broker refused {who}: {text}") from None
-        if code == NOT_FOUND:
-            raise ExchangeMissing(f"exchange {exchange!r} does not exist on vhost "
-                                  f"{url.vhost!r}: {text}") from None
-        cause = cause_of(e)
-        if isinstance(cause, Failure) and cause.check(*TLS_ERRORS):
-            raise TLSFailed(f"TLS connection to {url.host}:{url.port} refused: "
-                            f"{tls_reason(cause.value)}") from None
-        if code is None and client.login_sent and not client.tuned and \
-                client.lost_reason is None:
-            # A broker that does not announce authentication_failure_close
-            # answers bad credentials by closing the connection without a word.
-            raise LoginRefused(f"the broker refused the login of {who}: wrong user "
-                               "name or password") from None
-        raise
-    return BusSession(client, channel, exchange)
 
 
 @implementer(IPushProducer)
@@ -112,12 +42,15 @@ class BusSession:
     @ivar client: The connected L{BusProtocol}.
     @ivar channel: The txamqp channel everything goes through.
     @ivar paused: Whether the transport's send buffer is full.
+    @ivar user_id: The user it logged in as, which its control messages
+        carry (L{publish_message}).
     """
 
     _log = Logger()
 
-    def __init__(self, client, channel, exchange):
+    def __init__(self, client, channel, exchange, user_id=None):
         self.client = client
+        self.user_id = user_id
         self.channel = channel
         self.exchange = exchange
         self._tags = []
@@ -172,6 +105,37 @@ class BusSession:
                                                        f"connection: {text}")},
             exclusive=True, auto_delete=True,
             arguments={"x-max-length": max_length, "x-overflow": "drop-head"})
+
+    def declare_shared_queue(self, name, bindings, max_length=DEFAULT_QUEUE_LIMIT):
+        """
+        Declare a durable queue for another program to consume (in a
+        session made by C{ioppy-session}, the router declares each
+        participant's, which may not declare anything), keeping at most
+        C{max_length} messages, and bind it to each key in C{bindings}.
+        """
+        return self._declare(name, bindings, {}, durable=True,
+                             arguments={"x-max-length": max_length,
+                                        "x-overflow": "drop-head"})
+
+    @defer.inlineCallbacks
+    def queue_exists(self, name):
+        """
+        Check that queue C{name} exists (a passive declare, which needs no
+        permission).
+
+        @raise NotFound: if it does not (the broker closed the channel).
+        @raise QueueLocked: if another connection holds it exclusively.
+        """
+        try:
+            yield self.channel.queue_declare(queue=name, passive=True)
+        except ChannelClosed as e:
+            code, text = reply_of(e)
+            if code == NOT_FOUND:
+                raise NotFound(f"no queue {name!r}: {text}") from None
+            if code == RESOURCE_LOCKED:
+                raise QueueLocked(f"queue {name!r} is held by another connection: "
+                                  f"{text}") from None
+            raise
 
     def declare_stream(self, name, bindings, arguments):
         """
@@ -262,19 +226,32 @@ class BusSession:
                                           routing_key=key, arguments=arguments or {})
 
     @defer.inlineCallbacks
-    def consume(self, queue, handler, oversize=None):
+    def consume(self, queue, handler, oversize=None, exclusive=False):
         """
         Start consuming C{queue} without acknowledgements; C{handler} gets
-        C{(routing_key, body, content_type)} for every message, and
+        C{(routing_key, body, content_type, user_id)} for every message
+        (C{user_id} the property the broker checked, or C{None}), and
         C{oversize} C{(routing_key, size)} for one too large to keep.
 
+        @param exclusive: Whether to be the queue's only consumer.
+        @raise QueueLocked: if C{exclusive} and another connection consumes
+            it.
         @return: A L{Deferred} that fires with the consumer tag.
         """
         tag = f"ioppy-{len(self._tags) + 1}"
         self.client.consumers[tag] = (handler, oversize)
         try:
             reply = yield self.channel.basic_consume(queue=queue, consumer_tag=tag,
-                                                     no_ack=True)
+                                                     no_ack=True, exclusive=exclusive)
+        except ChannelClosed as e:
+            del self.client.consumers[tag]
+            code, text = reply_of(e)
+            if exclusive and code == ACCESS_REFUSED and "exclusive" in text:
+                # Not a permission: another consumer holds the queue.
+                self.client.refused = None
+                raise QueueLocked(f"queue {queue!r} is consumed by another connection: "
+                                  f"{text}") from None
+            raise
         except Exception:
             del self.client.consumers[tag]
             raise
@@ -325,7 +302,9 @@ class BusSession:
         Publish a control message, a L{ioppy_agent.wire.Message}: unlike a
         packet it is sent also while the send buffer is full or the broker
         blocks publishers (it is small, and losing it would lose state: an
-        agent's routes, its acknowledgement, its announcement).
+        agent's routes, its acknowledgement, its announcement).  It carries
+        the session's user as its C{user_id}, which the broker checks, so
+        that its receivers know who sent it.
 
         @return: C{False} if nothing was sent, because the session is not
             connected.
@@ -333,7 +312,8 @@ class BusSession:
         if self.refusal() == "not connected":
             return False
         self.client.write_frames(self._publisher.frames(
-            message.routing_key, message.body, message.content_type, self.client.MAX_LENGTH))
+            message.routing_key, message.body, message.content_type, self.client.MAX_LENGTH,
+            user_id=self.user_id))
         return True
 
     def flush(self):

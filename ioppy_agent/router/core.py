@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from .. import control, keys, wire
 from ..actions import Drop, Forward
 from ..addressing import BadAddress, check_name
+from ..grants import Claims
 from ..routes import DIRECT, ROUTER, addresses_of, is_group, source_allowed
 from .policy import FanOut
 from .steering import Steering
@@ -38,6 +39,10 @@ LISTED = 16
 
 def _shown(version, address):
     return str(ipaddress.ip_address(address))
+
+
+def _from(user_id):
+    return f"sent by user {user_id!r}" if user_id else "sent with no user_id"
 
 
 def _listed(names):
@@ -65,12 +70,21 @@ class PacketRouter:
 
     _log = Logger()
 
-    def __init__(self, policy=None, router_id="router"):
+    def __init__(self, policy=None, router_id="router", grants=None, session=None):
         """
         @param policy: An L{IRoutingPolicy} (L{FanOut} if not given).
         @param router_id: Names this router in the routes it sends.
+        @param grants: The L{ioppy_agent.grants.Grants} agents' claims must
+            keep within, or C{None}: the first claim of an address wins.
+        @param session: The vhost of a session made by C{ioppy-session},
+            or C{None}.  In a session, the messages whose routing key does
+            not name their sender (a component's ready and shutdown, the
+            lossy link) are taken only with a C{user_id} the broker
+            checked, and only from who may send them.
         """
         self.policy = policy if policy is not None else FanOut()
+        self.claims = Claims(grants)
+        self.session = session
         self.steering = Steering(self.policy, router_id)
         self.to_drop = 0
         self.outbox = []
@@ -113,8 +127,10 @@ class PacketRouter:
         return [control.roll_call(name) for name in sorted(names)
                 if name not in self.steering.agents]
 
-    def route(self, routing_key, body, content_type):
+    def route(self, routing_key, body, content_type, user_id=None):
         """
+        @param user_id: The message's C{user_id}, which the broker checked,
+            or C{None}.
         @return: What to do with one message, or C{None} for nothing.
         """
         kind, name = keys.parse(routing_key) or (None, None)
@@ -127,10 +143,17 @@ class PacketRouter:
         if kind == keys.STATS:
             return self._stats(name, routing_key, body)
         if kind == keys.SHUTDOWN:
-            return self._component(routing_key, body, self._forget)
+            return self._component(routing_key, body, user_id, self._forget)
         if kind == keys.LOSSY:
-            return self._lossy(routing_key, body)
+            return self._lossy(routing_key, body, user_id)
         return None
+
+    def _sender(self, user_id):
+        """
+        @return: Who sent a message with C{user_id} in this session: an
+            agent's name, L{keys.SESSION_ROUTER}, or C{None} for unknown.
+        """
+        return keys.speaker(self.session, user_id)
 
     def _bad(self, routing_key, error):
         return Drop("bad message", f"dropped a message on {routing_key}: {error}")
@@ -151,6 +174,10 @@ class PacketRouter:
             check_name(name)
         except BadAddress as e:
             return Drop("not an agent", f"ignored a message: {e}")
+        grants = self.claims.grants
+        if grants is not None and name not in grants.networks:
+            return Drop("not an agent", f"ignored a message from {name}: not a participant "
+                                        "of the grants")
         if len(self._known) >= MAX_AGENTS:
             return Drop("too many agents", f"ignored agent {name}: the router knows "
                                            f"{MAX_AGENTS} agents already")
@@ -164,16 +191,23 @@ class PacketRouter:
     def _forget(self, name):
         self._known.discard(name)
         self.reports.pop(name, None)
+        self.claims.release(name)
         if self.policy.forget(name) | self.steering.forget(name):
             self._log.info("agent {name} left; agents: {agents}", name=name,
                            agents=_listed(self.agents))
             self._steer()
 
-    def _component(self, routing_key, body, action):
+    def _component(self, routing_key, body, user_id, action):
         try:
-            action(control.component_of(body))
+            component = control.component_of(body)
         except wire.BadMessage as e:
             return self._bad(routing_key, e)
+        if self.session is not None:
+            sender = self._sender(user_id)
+            if sender not in (component, keys.SESSION_ROUTER):
+                return Drop("not allowed", f"ignored {routing_key} naming {component}: "
+                                                f"{_from(user_id)}, not {component}'s")
+        action(component)
         return None
 
     def _started(self, name, routing_key, body):
@@ -185,6 +219,10 @@ class PacketRouter:
         refused = self._learn(name)
         if refused is not None:
             return refused
+        networks, claimed = self.claims.admit(name, networks)
+        for net, why in claimed:
+            self._log.error("refused {name}'s claim of {net}: {why}", name=name, net=str(net),
+                            why=why)
         if self.steering.announce(name, networks, direct, broadcast):
             self._log.info("agent {name} has {networks}{how}", name=name,
                            networks=", ".join(str(n) for n in networks) or "no address",
@@ -214,7 +252,10 @@ class PacketRouter:
             self.reports[name] = report
         return None
 
-    def _lossy(self, routing_key, body):
+    def _lossy(self, routing_key, body, user_id):
+        if self.session is not None and self._sender(user_id) != keys.SESSION_ROUTER:
+            return Drop("not allowed", f"ignored {routing_key}: {_from(user_id)}; only "
+                                            "the router's user may start a lossy link")
         try:
             self.to_drop = control.packets_to_drop(body)
         except wire.BadMessage as e:
@@ -223,6 +264,19 @@ class PacketRouter:
         self.steering.mode = ROUTER if self.to_drop else DIRECT
         self._steer()
         return None
+
+    def _observed(self, sender, version, source):
+        """
+        An agent that never announced its addresses sent from C{source}:
+        take it for one of its addresses, if no one else holds it.
+        """
+        net = ipaddress.ip_network((ipaddress.ip_address(source), 32 if version == 4 else 128))
+        if self.claims.refusal(sender, net) is not None:
+            return False
+        if not self.steering.observed(sender, version, source):
+            return False
+        self.claims.held.setdefault(sender, []).append(net)
+        return True
 
     def _key_to(self, peer):
         key = self._keys.get(peer)
@@ -254,7 +308,7 @@ class PacketRouter:
                 return Drop("source not sender's", f"dropped a packet from {sender}: its source "
                                                    f"{_shown(version, source)} is not one of "
                                                    f"{sender}'s addresses")
-        elif steering.observed(sender, version, source):
+        elif self._observed(sender, version, source):
             self._steer()
         if self.to_drop:
             self.to_drop -= 1

@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from .. import control, keys, wire
 from ..actions import Drop, Forward
 from ..bus import BusConfig, BusConnector, QueueHeld, QueueLocked, StreamMismatch
+from ..grants import Grants
 from ..pcap import PcapError, PcapWriter
 from ..metrics import MetricsConfig
 from ..recorder import stream
@@ -67,6 +68,7 @@ class RouterConfig:
     record: Optional[RecordConfig] = None
     web: WebConfig = WebConfig()
     roll_call: tuple = ()
+    grants: Optional[Grants] = None
 
     @property
     def roll_call_names(self):
@@ -141,7 +143,12 @@ class RouterService(BusService):
         self.standing_by = False
         self._roll_calling = None
         policy = FixedTopology(config.topology) if config.topology else FanOut()
-        self.router = PacketRouter(policy, router_id=os.urandom(6).hex())
+        # In a session made by ioppy-session the participants may declare
+        # nothing: the router makes each one's queue, and takes the messages
+        # that do not name their sender only from who may send them.
+        self.session = keys.session_of(config.bus.url, keys.SESSION_ROUTER)
+        self.router = PacketRouter(policy, router_id=os.urandom(6).hex(),
+                                   grants=config.grants, session=self.session)
         self.view = SessionView(self.router, self.connector, self.counters,
                                 lambda: self.standing_by, config.topology,
                                 config.record.describe() if config.record else None)
@@ -234,6 +241,10 @@ class RouterService(BusService):
                                     keys.any_of(keys.PACKET_FROM))
         if self.config.record is not None:
             yield self._record(session)
+        if self.session is not None and self.config.grants is not None:
+            for name in sorted(self.config.grants.networks):
+                yield session.declare_shared_queue(keys.agent_queue(name),
+                                                   keys.agent_bindings(name))
         yield session.declare_queue(ROUTER_QUEUE, BINDINGS)
 
     def setup(self, session):
@@ -324,20 +335,22 @@ class RouterService(BusService):
         if self.pcap is not None:
             self.pcap.close()
 
-    def _from_bus(self, routing_key, body, content_type):
+    def _from_bus(self, routing_key, body, content_type, user_id=None):
         router = self.router
-        action = router.route(routing_key, body, content_type)
-        if type(action) is Forward:
-            self._forward(action)
-        elif type(action) is Drop:
-            self.drop(action.reason, action.detail)
+        action = router.route(routing_key, body, content_type, user_id)
         if router.outbox:
+            # Routes first: a packet from a sender the router learned from
+            # it reaches receivers that know the sender by then.
             session = self.connector.session
             for message in router.take_control():
                 if session is not None:
                     session.publish_message(message)
+        if type(action) is Forward:
+            self._forward(action)
+        elif type(action) is Drop:
+            self.drop(action.reason, action.detail)
 
-    def _capture(self, routing_key, body, content_type):
+    def _capture(self, routing_key, body, content_type, user_id=None):
         """
         A packet an agent sent, as it entered the bus: into the capture file.
         """

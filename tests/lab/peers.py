@@ -74,7 +74,7 @@ def sniff(reactor, url, pattern):
         session = yield _connect(reactor, url, "ioppy-lab sniffer")
         queue = f"ioppy.lab.sniff.{os.getpid()}"
 
-        def got(key, body, content_type):
+        def got(key, body, content_type, user_id=None):
             try:
                 obj = json.loads(body)
             except ValueError:
@@ -102,7 +102,7 @@ def listen(reactor, url, pattern):
         session = yield _connect(reactor, url, "ioppy-lab listener")
         queue = f"ioppy.lab.listen.{os.getpid()}"
 
-        def got(key, body, content_type):
+        def got(key, body, content_type, user_id=None):
             say("message", key=key, time=reactor.seconds(),
                 body=(body if isinstance(body, bytes) else str(body).encode())[:400]
                 .decode("utf-8", "replace"))
@@ -155,7 +155,7 @@ def original_agent(reactor, url, name, address):
             session.publish(out_key, wire.encode_packet(packet, reactor.seconds()), wire.JSON)
             session.flush()
 
-        def got(key, body, content_type):
+        def got(key, body, content_type, user_id=None):
             packet = _packet(body, content_type)
             if packet is None or len(packet) < 28 or packet[0] != 0x45 or packet[9] != 1:
                 return
@@ -203,7 +203,7 @@ def ioppytest_router(reactor, url, *pairs):
         session = yield _connect(reactor, url, "ioppy-lab ioppytest router")
         queue = f"ioppy.lab.fixed.{os.getpid()}"
 
-        def got(key, body, content_type):
+        def got(key, body, content_type, user_id=None):
             for peer in table.get(keys.parse(key).name, ()):
                 session.publish(keys.packet_to(peer), body, content_type or wire.JSON)
             session.flush()

@@ -81,7 +81,7 @@ def broker_latency(url, count=200, interval=0.02):
 def _connect(reactor, url, exchange, name):
     from ioppy_agent.bus.endpoint import BrokerEndpoint
     from ioppy_agent.bus.protocol import BusFactory
-    from ioppy_agent.bus.session import open_session
+    from ioppy_agent.bus.login import open_session
 
     factory = BusFactory(url.vhost, 0, reactor, name)
     d = BrokerEndpoint(reactor, url.host, url.port).connect(factory)
@@ -122,7 +122,7 @@ def _try_as_main(reactor, url, action, *args):
     from twisted.internet import defer
     from txamqp.client import Closed
 
-    from ioppy_agent.bus.session import reply_of
+    from ioppy_agent.bus.replies import reply_of
     from ioppy_agent.url import parse_amqp_url
 
     @defer.inlineCallbacks

@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from txamqp.connection import Body, Frame, Header, Method
 
 from ioppy_agent.bus.protocol import BusProtocol, load_spec
-from ioppy_agent.bus.session import open_session
+from ioppy_agent.bus.login import open_session
 from ioppy_agent.testing import BusPump
 from ioppy_agent.url import parse_amqp_url
 
@@ -49,14 +49,17 @@ def method_names(pump, channel):
 
 
 def delivery_bytes(client, body, content_type="application/json", tag="ioppy-1",
-                   key="toAgent.a.x", body_frames=1, channel=1):
+                   key="toAgent.a.x", body_frames=1, channel=1, **more):
     """
+    @param more: More properties of the content header, by txamqp's names
+        (C{user_id}, C{delivery_mode}, ...).
     @return: A C{basic.deliver} with its header and C{body} in
         C{body_frames} body frames, as the broker would send them.
     """
     basic = client.spec.classes.byname["basic"]
     deliver = basic.methods.byname["deliver"]
     properties = {"content-type": content_type} if content_type else {}
+    properties.update({name.replace("_", "-"): value for name, value in more.items()})
     payloads = [Method(deliver, tag, 1, False, "amq.topic", key),
                 Header(basic, 0, len(body), **properties)]
     step = max(1, -(-len(body) // body_frames))

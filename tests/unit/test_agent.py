@@ -25,9 +25,12 @@ from ioppy_agent.tun import TunError
 from ioppy_agent.url import parse_amqp_url
 
 from ..helpers import fixture
+from .ip import reply_to
 
 QUEUE = "ioppy.agent.agent_1"
 PACKET = bytes(json.loads(fixture("toAgent.agent_2.ip.tun.packet.raw")["body"])["data"])
+# What agent_2 sends back: a packet the router forwards to agent_1.
+INBOUND = reply_to(PACKET)
 
 
 class FakeProcess:
@@ -343,9 +346,9 @@ class BusTests(AgentTestCase):
         """
         device, session = self.connect()
         session.deliver(QUEUE, "toAgent.agent_1.ip.tun.packet.raw",
-                        fixture("toAgent.agent_2.ip.tun.packet.raw")["body"].encode())
-        self.assertEqual(device.written, [PACKET])
-        self.assertEqual(self.agent.counters.bytes["in"], len(PACKET))
+                        wire.encode_packet(INBOUND, 1.0))
+        self.assertEqual(device.written, [INBOUND])
+        self.assertEqual(self.agent.counters.bytes["in"], len(INBOUND))
 
     def test_bad_messages_dropped(self):
         """
@@ -355,10 +358,10 @@ class BusTests(AgentTestCase):
         device, session = self.connect()
         key = "toAgent.agent_1.ip.tun.packet.raw"
         with capturedLogs() as events:
-            for body in (b"junk", b'{"data": [300]}', wire.encode_packet(b"\x45ok", 1.0),
+            for body in (b"junk", b'{"data": [300]}', wire.encode_packet(INBOUND, 1.0),
                          b'{"data": "x"}'):
                 session.deliver(QUEUE, key, body)
-        self.assertEqual(device.written, [b"\x45ok"])
+        self.assertEqual(device.written, [INBOUND])
         self.assertEqual(self.agent.counters.drops["bad message"], 3)
         self.assertEqual(len([e for e in events if "dropped" in formatEvent(e)]), 1)
 
@@ -531,9 +534,9 @@ class RawWireTests(AgentTestCase):
         """
         device, session = self.connect()
         key = "toAgent.agent_1.ip.tun.packet.raw"
-        session.deliver(QUEUE, key, PACKET, "application/octet-stream")
-        session.deliver(QUEUE, key, wire.encode_packet(PACKET, 1.0), "application/json")
-        self.assertEqual(device.written, [PACKET, PACKET])
+        session.deliver(QUEUE, key, INBOUND, "application/octet-stream")
+        session.deliver(QUEUE, key, wire.encode_packet(INBOUND, 1.0), "application/json")
+        self.assertEqual(device.written, [INBOUND, INBOUND])
 
 
 class OperatingTests(AgentTestCase):
@@ -557,9 +560,9 @@ class OperatingTests(AgentTestCase):
         device.inbound.append(b"\x45out")
         self.agent.port.doRead()
         session.deliver(QUEUE, "toAgent.agent_1.ip.tun.packet.raw",
-                        wire.encode_packet(b"\x45in", 1.0))
+                        wire.encode_packet(INBOUND, 1.0))
         self.successResultOf(self.agent.stopService())
-        self.assertEqual([p for _, _, p in read_pcap(path)[1]], [b"\x45out", b"\x45in"])
+        self.assertEqual([p for _, _, p in read_pcap(path)[1]], [b"\x45out", INBOUND])
 
     def test_describe(self):
         """

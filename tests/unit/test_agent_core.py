@@ -15,11 +15,13 @@ from ioppy_agent.addressing import default_addresses, make_addresses
 from ioppy_agent.agent import AgentCore
 
 from ..helpers import fixture
-from .ip import ipv4, ipv6
+from .ip import ipv4, ipv6, reply_to
 
 IN = "toAgent.agent_1.ip.tun.packet.raw"
 START = "toAgent.agent_1.ip.tun.start"
 PACKET = bytes(json.loads(fixture("toAgent.agent_2.ip.tun.packet.raw")["body"])["data"])
+# What agent_2 sends back: a packet the router forwards to agent_1.
+INBOUND = reply_to(PACKET)
 
 
 class CoreTestCase(SynchronousTestCase):
@@ -118,9 +120,9 @@ class FromBusTests(CoreTestCase):
         """
         A packet in either wire format is written to the TUN.
         """
-        for body, content_type in ((wire.encode_packet(PACKET, 1.0), wire.JSON),
-                                   (PACKET, wire.RAW), (wire.encode_packet(PACKET, 1.0), None)):
-            self.assertEqual(self.core.from_bus(IN, body, content_type), WriteToTun(PACKET))
+        for body, content_type in ((wire.encode_packet(INBOUND, 1.0), wire.JSON),
+                                   (INBOUND, wire.RAW), (wire.encode_packet(INBOUND, 1.0), None)):
+            self.assertEqual(self.core.from_bus(IN, body, content_type), WriteToTun(INBOUND))
 
     def test_bad_messages(self):
         """

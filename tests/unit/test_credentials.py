@@ -71,49 +71,51 @@ class GrantTests(SynchronousTestCase):
                     "fromAgent.agent_1.ip.tun.packet.to.agent_2"):
             self.assertFalse(allows(topic, key), key)
 
-    def test_bind(self):
+    def test_binds_nothing(self):
         """
-        agent_1 may bind what is addressed to it, not what is addressed to
-        agent_2 nor any agent's packets.
+        agent_1 may bind nothing (the router binds its queue for it): not
+        even what is addressed to it.
         """
-        topic = self.agent1.topic_read
         for key in (keys.packet_to("agent_1"), keys.tun_start("agent_1"),
-                    keys.routes("agent_1"), keys.COMPONENT_READY):
-            self.assertTrue(allows(topic, key), key)
-        for key in (keys.packet_to("agent_2"), keys.any_of(keys.PACKET_FROM),
-                    keys.packet_from("agent_2"), "fromAgent.#", "#", keys.routes("agent_2")):
-            self.assertFalse(allows(topic, key), key)
+                    keys.routes("agent_1"), keys.COMPONENT_READY, keys.inbox("agent_1"),
+                    keys.packet_to("agent_2"), keys.any_of(keys.PACKET_FROM), "fromAgent.#",
+                    "#"):
+            self.assertFalse(allows(self.agent1.topic_read, key), key)
 
     def test_inboxes(self):
         """
-        agent_1 may bind its own inbox only, name any agent's inbox in a
-        CC header, and neither use nor bind from the router's exchanges.
+        agent_1 may name any agent's inbox in a CC header, and neither use
+        nor bind from the router's exchanges.
         """
         grant = self.agent1
-        self.assertTrue(allows(grant.topic_read, "ioppy.to.agent_1"))
-        for key in ("ioppy.to.agent_2", "ioppy.to.agent_10", "ioppy.to.*", "ioppy.to.#"):
-            self.assertFalse(allows(grant.topic_read, key), key)
         for key in ("ioppy.to.agent_2", "ioppy.to.agent_1"):
             self.assertTrue(allows(grant.topic_write, key), key)
         for exchange in ("ioppy.steer", "ioppy.direct", "ioppy.unsteered"):
             for pattern in (grant.configure, grant.write, grant.read):
                 self.assertFalse(allows(pattern, exchange), (pattern, exchange))
 
-    def test_queues(self):
+    def test_declares_nothing(self):
         """
-        agent_1 may declare, bind and consume only its own queues (the usual
-        one and a run's own), and use the exchange.
+        agent_1 may configure nothing, queue or exchange (an exchange of its
+        own with an alternate exchange, a queue of its own with a
+        dead-letter exchange, or an exchange bound into amq.topic would
+        carry messages there under any key); it consumes its own queue only
+        and writes to amq.topic only.
         """
         grant = self.agent1
-        for queue in ("ioppy.agent.agent_1", "ioppy.agent.agent_1.9f2a01bc"):
-            for pattern in (grant.configure, grant.write, grant.read):
-                self.assertTrue(allows(pattern, queue), (pattern, queue))
+        # (An empty name is not checked as such: the broker names a queue
+        # declared without one before it checks, and "" is amq.default.)
+        for name in ("ioppy.agent.agent_1", "ioppy.agent.agent_1.9f2a01bc", "amq.topic",
+                     "amq.gen-x", "x"):
+            self.assertFalse(allows(grant.configure, name), name)
+        self.assertTrue(allows(grant.read, "ioppy.agent.agent_1"))
         for queue in ("ioppy.agent.agent_2", "ioppy.agent.agent_10", "ioppy.router",
-                      "ioppy.agent.agent_1.x.y"):
-            for pattern in (grant.configure, grant.write, grant.read):
-                self.assertFalse(allows(pattern, queue), (pattern, queue))
+                      "ioppy.agent.agent_1.x", "amq.topic", "amq.default", "amq.fanout"):
+            self.assertFalse(allows(grant.read, queue), queue)
         self.assertTrue(allows(grant.write, "amq.topic"))
-        self.assertFalse(allows(grant.configure, "amq.topic"))
+        for name in ("ioppy.agent.agent_1", "amq.default", "amq.direct", "amq.fanout",
+                     "amq.headers", "amq.match", "ioppy.steer"):
+            self.assertFalse(allows(grant.write, name), name)
 
     def test_what_the_programs_use(self):
         """
@@ -129,12 +131,13 @@ class GrantTests(SynchronousTestCase):
         one, two = (credentials.participant_grant("s42", n) for n in ("agent_1", "agent_2"))
         router = credentials.router_grant("s42")
         used = agent_uses("agent_1")
+        self.assertEqual((used["configure"], used["topic_read"]), ([], []))
         for what, names in used.items():
-            self.assertTrue(names, what)
             for name in names:
                 self.assertTrue(allows(getattr(one, what), name), (what, name))
                 if name not in shared and name != "amq.topic":
                     self.assertFalse(allows(getattr(two, what), name), (what, name))
+        shared.add(keys.agent_queue("agent_1"))  # the router makes it for agent_1
         for what, names in router_uses().items():
             self.assertTrue(names, what)
             for name in names:
@@ -154,7 +157,8 @@ class GrantTests(SynchronousTestCase):
         self.assertTrue(allows(grant.topic_write, keys.COMPONENT_READY))
         self.assertFalse(allows(grant.topic_write, keys.packet_from("agent_1")))
         self.assertTrue(allows(grant.configure, "ioppy.router"))
-        self.assertFalse(allows(grant.configure, "ioppy.agent.agent_1"))
+        # It declares and binds each participant's queue.
+        self.assertTrue(allows(grant.configure, "ioppy.agent.agent_1"))
 
 
 class CommandTests(SynchronousTestCase):

@@ -25,6 +25,8 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize
                 suppress_health_check=list(HealthCheck))
 
 GOOD = wire.encode_packet(ipv4("10.2.0.1", "10.2.0.2"), 1764242400.5)
+# The answer, which the router forwards to agent_1.
+GOOD_IN = wire.encode_packet(ipv4("10.2.0.2", "10.2.0.1"), 1764242400.5)
 
 json_leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
                       st.text(max_size=20))
@@ -74,7 +76,7 @@ class AgentFuzzTests(AgentTestCase):
             lambda d: (dumps({"data": [0x45, *d]}), wire.JSON)),
         st.binary(min_size=1, max_size=60).filter(
             lambda d: d[0] >> 4 not in (4, 6)).map(lambda d: (dumps({"data": list(d)}), None)),
-        st.tuples(st.just(GOOD), st.text(max_size=30).filter(
+        st.tuples(st.just(GOOD_IN), st.text(max_size=30).filter(
             lambda t: t not in (wire.JSON, wire.RAW, ""))),
         st.tuples(st.just(b""), st.just(wire.RAW)),
         st.binary(min_size=1, max_size=60).filter(lambda d: d[0] >> 4 not in (4, 6)).map(
@@ -92,9 +94,9 @@ class AgentFuzzTests(AgentTestCase):
         drops = sum(self.agent.counters.drops.values())
         written = len(self.device.written)
         self.session.deliver(QUEUE, "toAgent.agent_1.ip.tun.packet.raw", body, content_type)
-        self.session.deliver(QUEUE, "toAgent.agent_1.ip.tun.packet.raw", GOOD)
+        self.session.deliver(QUEUE, "toAgent.agent_1.ip.tun.packet.raw", GOOD_IN)
         self.assertEqual(sum(self.agent.counters.drops.values()), drops + 1)
-        self.assertEqual(self.device.written[written:], [wire.decode_packet(GOOD)])
+        self.assertEqual(self.device.written[written:], [wire.decode_packet(GOOD_IN)])
 
     def tearDown(self):
         if hasattr(self, "logs"):

@@ -17,7 +17,8 @@ MAX_LINES = 400
 
 # Modules that must not import Twisted or txamqp, and cores that do no I/O.
 PURE = ("bus/errors.py", "bus/framing.py", "bus/reader.py", "bus/content.py",
-        "bus/conversation.py", "wire.py", "keys.py", "addressing.py", "actions.py")
+        "bus/conversation.py", "wire.py", "keys.py", "addressing.py", "actions.py",
+        "grants.py")
 CORES = ("agent/core.py", "router/core.py", "router/policy.py", "router/topology.py")
 IO = ("os", "socket", "subprocess", "twisted.internet", "ioppy_agent.tun",
       "ioppy_agent.netlink", "ioppy_agent.bus", "pyroute2", "pytun")

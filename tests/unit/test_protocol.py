@@ -20,7 +20,9 @@ from ioppy_agent.bus.errors import (AccessRefused, ExchangeMissing, LoginRefused
                                     QueueLocked, StreamMismatch, TLSFailed)
 from ioppy_agent.bus.connector import describe
 from ioppy_agent.bus.protocol import BusProtocol, load_spec
-from ioppy_agent.bus.session import BusSession, open_session, reply_of
+from ioppy_agent.bus.login import open_session
+from ioppy_agent.bus.replies import reply_of
+from ioppy_agent.bus.session import BusSession
 from ioppy_agent.wire import Message, as_bytes
 
 from .bus_helpers import (URL, ProtocolTestCase, broker_login, delivery_bytes,
@@ -173,7 +175,7 @@ class FlushTests(SynchronousTestCase):
         self.client.reader.open_channel(1)
         stream = b"".join(delivery_bytes(self.client, b"x", key=f"k{n}") for n in range(3))
         self.client.consumers["ioppy-1"] = (
-            lambda key, body, kind: self.client.write_frames(key.encode("ascii")), None)
+            lambda key, body, kind, user: self.client.write_frames(key.encode("ascii")), None)
         self.client.dataReceived(stream)
         self.assertEqual(self.transport.sent, [b"k0k1k2"])
 
@@ -377,7 +379,7 @@ class SessionTestCase(ProtocolTestCase):
 
     def _consume(self, oversize=None):
         got = []
-        d = self.session.consume("q", lambda *args: got.append(args), oversize)
+        d = self.session.consume("q", lambda *args: got.append(args[:3]), oversize)
         self.pump.channel(1).basic_consume_ok(consumer_tag="ioppy-1")
         self.assertEqual(self.successResultOf(d), "ioppy-1")
         return got
@@ -542,6 +544,20 @@ class DeliveryTests(SessionTestCase):
         self.pump.send(delivery_bytes(self.client, b"0123456789" * 30, body_frames=4))
         self.assertEqual(got, [("toAgent.a.x", b"0123456789" * 30, "application/json")])
 
+    def test_user_id(self):
+        """
+        The C{user_id} property (which the broker checked) reaches the
+        consumer, behind the properties before it.
+        """
+        got = []
+        d = self.session.consume("q", lambda *args: got.append(args))
+        self.pump.channel(1).basic_consume_ok(consumer_tag="ioppy-1")
+        self.successResultOf(d)
+        self.pump.send(delivery_bytes(self.client, b"{}", delivery_mode=2, priority=1,
+                                      correlation_id="c", timestamp=5, user_id="s42.agent_1"))
+        self.pump.send(delivery_bytes(self.client, b"{}"))
+        self.assertEqual([args[3] for args in got], ["s42.agent_1", None])
+
     def test_empty_body_and_no_content_type(self):
         """
         An empty body is delivered at its header; a missing content type is
@@ -593,7 +609,7 @@ class DeliveryTests(SessionTestCase):
         """
         calls = []
 
-        def handler(key, body, content_type):
+        def handler(key, body, content_type, user_id):
             calls.append(body)
             if len(calls) == 1:
                 raise ValueError("boom")
@@ -613,7 +629,7 @@ class DeliveryTests(SessionTestCase):
         A traceback logged from the session (here: a failing consumer) holds
         no password, even with the values of its frames' locals.
         """
-        def handler(key, body, content_type):
+        def handler(key, body, content_type, user_id):
             raise ValueError("boom")
 
         self.session.consume("q", handler)

@@ -8,7 +8,7 @@ from twisted.logger import LogLevel, capturedLogs, formatEvent
 from txamqp.client import Closed
 
 from ioppy_agent.bus.protocol import HANG_UP_WAIT
-from ioppy_agent.bus.session import open_session
+from ioppy_agent.bus.login import open_session
 
 from . import frames as f
 from .bus_helpers import URL, ProtocolTestCase, broker_login, method_names

@@ -14,6 +14,7 @@ from ioppy_agent import control, keys, wire
 from ioppy_agent.addressing import default_addresses
 from ioppy_agent.agent.core import AgentCore
 from ioppy_agent.bus import BusConfig
+from ioppy_agent.grants import Grants
 from ioppy_agent.recorder.stream import RecordConfig
 from ioppy_agent.router import RouterConfig, RouterService
 from ioppy_agent.routes import DIRECT, Peer, Routes
@@ -29,7 +30,9 @@ EXCHANGE = "amq.topic"
 
 def agent_uses(name):
     """
-    @return: C{{permission: names}} for agent C{name} with direct routes.
+    @return: C{{permission: names}} for agent C{name} with direct routes, in
+        a session made by C{ioppy-session}: it consumes the queue the router
+        made and bound for it, and declares and binds nothing.
     """
     core = AgentCore(name, default_addresses(name), Clock())
     routes = Routes("r1", 1, DIRECT, {"agent_9": Peer(("10.2.0.9/32",), DIRECT)}, DIRECT,
@@ -42,24 +45,25 @@ def agent_uses(name):
         for message in core.from_tun(packet).messages:
             published.append(message.routing_key)
             published += dict(message.headers or ()).get("CC", ())
-    bindings = core.bindings()
-    queues = [core.queue, keys.agent_queue(name, "9f2a01bc")]
     return {
-        "configure": queues,
-        "write": queues + [EXCHANGE],
-        "read": queues + [EXCHANGE] + [b[0] for b in bindings if not isinstance(b, str)],
+        "configure": [],
+        "write": [EXCHANGE],
+        "read": [core.queue],
         "topic_write": sorted(set(published)),
-        "topic_read": [b for b in bindings if isinstance(b, str)],
+        "topic_read": [],
     }
 
 
 def router_uses():
     """
-    @return: C{{permission: names}} for a router that records and captures,
-        steering two agents and forwarding an original agent's packet.
+    @return: C{{permission: names}} for the router of session C{s42} that
+        records and captures, steering two agents and forwarding an original
+        agent's packet.
     """
-    bus = BusConfig(urls=(parse_amqp_url("amqp://u:p@h/v"),))
-    config = RouterConfig(bus=bus, pcap_dir=tempfile.mkdtemp(), record=RecordConfig())
+    bus = BusConfig(urls=(parse_amqp_url("amqp://s42.router:p@h/s42"),))
+    owners = Grants.default(["agent_1", "agent_2", "agent_3"])
+    config = RouterConfig(bus=bus, pcap_dir=tempfile.mkdtemp(), record=RecordConfig(),
+                          grants=owners)
     service = RouterService(Clock(), config, FakeProcess(), make_connector=RecordingConnector)
     service.privilegedStartService()
     service.startService()
@@ -74,9 +78,9 @@ def router_uses():
     service.stopService()
     os.remove(config.pcap_path)
     os.rmdir(config.pcap_dir)
-    queues = [*session.queues, *session.streams]
-    queue_bindings = [b for bs in session.queues.values() for b in bs] + [
-        b for bs, _ in session.streams.values() for b in bs]
+    queues = [*session.queues, *session.streams, *session.shared]
+    queue_bindings = [b for bs in (*session.queues.values(), *session.shared.values())
+                      for b in bs] + [b for bs, _ in session.streams.values() for b in bs]
     sources = {b[0] for b in queue_bindings if not isinstance(b, str)}
     sources |= {source for _, source, _, _ in session.exchange_bindings}
     destinations = {destination for destination, _, _, _ in session.exchange_bindings}
