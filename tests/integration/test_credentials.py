@@ -42,6 +42,10 @@ class SessionTests(TunnelTestCase):
         self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
         return done
 
+    @property
+    def grants(self):
+        return os.path.join(self.dir, "grants.json")
+
     def file(self, name):
         return os.path.join(self.dir, f"{name}.url")
 
@@ -57,7 +61,8 @@ class SessionTests(TunnelTestCase):
         self.assertEqual(opened, 16)
         self.assertIn("connection", refusal.lower())
         ns1, ns2 = Namespace(self.addCleanup), Namespace(self.addCleanup)
-        router = Program(self.addCleanup, "ioppy-router", "--url-file", self.file("router"))
+        router = Program(self.addCleanup, "ioppy-router", "--url-file", self.file("router"),
+                         "--grants", self.grants)
         router.wait_for("router connected to")
         agent2 = Program(self.addCleanup, "ioppy-agent", "--url-file", self.file("agent_2"),
                          "--name", "agent_2", "--netns", ns2.name)
@@ -85,7 +90,8 @@ class SessionTests(TunnelTestCase):
         """
         self.assertIn(f"agent_1: {self.file('agent_1')}", self.made)
         ns1, ns2, ns3 = (Namespace(self.addCleanup) for _ in range(3))
-        router = Program(self.addCleanup, "ioppy-router", "--url-file", self.file("router"))
+        router = Program(self.addCleanup, "ioppy-router", "--url-file", self.file("router"),
+                         "--grants", self.grants)
         router.wait_for("router connected to")
         agents = [Program(self.addCleanup, "ioppy-agent", "--url-file", self.file(name),
                           "--name", name, "--netns", ns.name)
@@ -153,6 +159,7 @@ class SessionTests(TunnelTestCase):
         """
         ns1, ns2 = Namespace(self.addCleanup), Namespace(self.addCleanup)
         router = Program(self.addCleanup, "ioppy-router", "--url-file", self.file("router"),
+                         "--grants", self.grants,
                          "--record")
         router.wait_for("router connected to")
         agents = [Program(self.addCleanup, "ioppy-agent", "--url-file", self.file(name),

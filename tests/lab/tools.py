@@ -109,9 +109,14 @@ def try_as(url, action, *args):
     """
     Try, with the credentials in C{url}, to publish on a key
     (C{"publish", KEY[, EXCHANGE]}), to declare a queue and bind it
-    (C{"bind", QUEUE, KEY[, EXCHANGE]}), or to declare a fanout exchange and
-    bind it from another (C{"bind-exchange", EXCHANGE, SOURCE}), in a
-    separate process; the exchange is amq.topic unless named.
+    (C{"bind", QUEUE, KEY[, EXCHANGE]}), to declare a fanout exchange and
+    bind it from another (C{"bind-exchange", EXCHANGE, SOURCE}), to bind
+    two exchanges (C{"bind-exchanges", DESTINATION, SOURCE, KEY}), to
+    declare an exchange or a queue with arguments (C{"declare-exchange"} or
+    C{"declare-queue", NAME, JSON}), to publish to a queue through the
+    default exchange (C{"publish-to-queue", QUEUE}), or to publish with another C{user_id}
+    (C{"publish-as", KEY, USER_ID}), in a separate process; the exchange is
+    amq.topic unless named.
 
     @return: C{"accepted"}, or C{"refused: <the broker's reason>"}.
     """
@@ -139,6 +144,31 @@ def _try_as_main(reactor, url, action, *args):
                 yield session.channel.exchange_declare(exchange=args[0], type="fanout",
                                                        auto_delete=True)
                 yield session.bind_exchange(args[0], args[1])
+            elif action == "bind-exchanges":
+                # DESTINATION SOURCE KEY: bind existing exchanges.
+                yield session.bind_exchange(args[0], args[1], args[2])
+            elif action == "declare-exchange":
+                # NAME ARGUMENTS (JSON): an exchange of its own, say with an
+                # alternate exchange.
+                yield session.channel.exchange_declare(exchange=args[0], type="fanout",
+                                                       auto_delete=True,
+                                                       arguments=json.loads(args[1]))
+            elif action == "declare-queue":
+                # NAME ARGUMENTS (JSON): a queue of its own, say with a
+                # dead-letter exchange.
+                yield session.channel.queue_declare(queue=args[0], auto_delete=True,
+                                                    arguments=json.loads(args[1]))
+            elif action == "publish-to-queue":
+                # QUEUE: straight to a queue, through the default exchange.
+                session.publish_to_queue(args[0], b"{}", "application/json")
+                yield session.channel.exchange_declare(exchange="amq.topic", passive=True)
+            elif action == "publish-as":
+                # KEY USER_ID [BODY]: a message claiming a user.
+                body = args[2].encode("utf-8") if len(args) > 2 else b"{}"
+                session.client.write_frames(session._publisher.frames(
+                    args[0], body, "application/json", session.client.MAX_LENGTH,
+                    user_id=args[1]))
+                yield session.channel.exchange_declare(exchange="amq.topic", passive=True)
             else:
                 yield session.declare_queue(args[0], [(args[2] if len(args) > 2
                                                        else "amq.topic", args[1])])
