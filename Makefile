@@ -33,6 +33,7 @@ bench: setup bench-tools
 	$(BIN)/python scripts/latency.py --out $(BENCH_OUT)
 	$(BIN)/python scripts/soak.py --out $(BENCH_OUT)
 	$(BIN)/python scripts/recorder.py --out $(BENCH_OUT)
+	$(BIN)/python scripts/acks.py --out $(BENCH_OUT)
 	@echo "bench results in $(BENCH_OUT)"
 
 bench-tools: install

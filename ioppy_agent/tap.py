@@ -8,6 +8,7 @@ L{BusConfig} and a L{ReportConfig}.  C{make_*_service} only builds
 objects and does no I/O.
 """
 
+import dataclasses
 import os
 import re
 
@@ -18,6 +19,7 @@ from . import keys
 from .addressing import BadAddress, check_name, default_addresses
 from .grants import BadGrants, Grants
 from .agent import AgentConfig, AgentService
+from .bus.config import DEFAULT_PREFETCH
 from .listening import LOOPBACK
 from .metrics import MetricsConfig
 from .options import BusOptions, number, port_and_address, writable_path
@@ -53,10 +55,22 @@ class CommonOptions(BusOptions):
                                      "/metrics (default: none)."],
         ["metrics-address", None, LOOPBACK,
          "Address to serve --metrics-port on (default: loopback only)."],
+        ["prefetch", None, str(DEFAULT_PREFETCH),
+         "Messages the broker may have sent unacknowledged (acknowledged a quarter "
+         "at a time); beyond them a stalled program's messages wait in its queue, "
+         "whose length limit bounds them (0: no acknowledgements, unbounded)."],
     ]
 
     def postOptions(self):
         BusOptions.postOptions(self)
+        try:
+            prefetch = int(self["prefetch"])
+        except ValueError:
+            prefetch = -1
+        if not 0 <= prefetch <= 65535:
+            raise usage.UsageError(f"--prefetch {self['prefetch']!r}: give a whole number "
+                                   "of messages, 0..65535")
+        self["bus"] = dataclasses.replace(self["bus"], prefetch=prefetch)
         number(self, "stats-interval", 0)
         number(self, "status-interval", 0, strictly=True)
         writable_path(self, "status-file")

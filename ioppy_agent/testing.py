@@ -128,6 +128,7 @@ class RecordingSession:
         self.shared = {}
         self.missing = set()
         self.exclusive = {}
+        self.prefetch = {}
         self.consumers = {}
         self.oversize = {}
         self.declare_error = None
@@ -186,13 +187,14 @@ class RecordingSession:
             return defer.fail(NotFound(f"no queue {name!r}"))
         return defer.succeed(None)
 
-    def consume(self, queue, handler, oversize=None, exclusive=False):
+    def consume(self, queue, handler, oversize=None, exclusive=False, prefetch=0):
         if exclusive and self.locked is True:
             return defer.fail(QueueLocked(f"queue {queue!r} is consumed by another "
                                           "connection"))
         self.consumers[queue] = handler
         self.oversize[queue] = oversize
         self.exclusive[queue] = exclusive
+        self.prefetch[queue] = prefetch
         return defer.succeed("ioppy-1")
 
     def bind(self, queue, binding):

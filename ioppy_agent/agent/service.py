@@ -170,7 +170,8 @@ class AgentService(BusService):
                             "connection", HELD_RETRY)
 
         def consume(_):
-            return session.consume(self.queue, self._from_bus, self._oversize)
+            return session.consume(self.queue, self._from_bus, self._oversize,
+                                   prefetch=self.config.bus.prefetch)
 
         return d.addErrback(locked).addCallback(consume).addCallback(self._announce, session)
 
@@ -190,7 +191,8 @@ class AgentService(BusService):
             raise QueueHeld(f"no queue {self.queue!r} yet", MISSING_RETRY)
 
         def consume(_):
-            return session.consume(self.queue, self._from_bus, self._oversize, exclusive=True)
+            return session.consume(self.queue, self._from_bus, self._oversize, exclusive=True,
+                                   prefetch=self.config.bus.prefetch)
 
         def locked(reason):
             reason.trap(QueueLocked)

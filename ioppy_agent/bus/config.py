@@ -10,6 +10,10 @@ from .tls import TLSSettings
 
 DEFAULT_EXCHANGE = "amq.topic"
 DEFAULT_HEARTBEAT = 10
+# Deliveries a consumer may hold unacknowledged: the broker then keeps what
+# a stalled receiver has not taken in its queue, where the queue's length
+# limit bounds it.
+DEFAULT_PREFETCH = 1024
 
 
 @dataclass(frozen=True)
@@ -23,12 +27,15 @@ class BusConfig:
     @ivar tls: What to trust and present for C{amqps://} URLs (the system's
         CAs if C{None}).
     @ivar heartbeat: The AMQP heartbeat in seconds; 0 for none.
+    @ivar prefetch: Deliveries the programs' consumers may hold
+        unacknowledged; 0 to consume without acknowledgements.
     """
 
     urls: Tuple[BrokerURL, ...]
     exchange: str = DEFAULT_EXCHANGE
     tls: Optional[TLSSettings] = None
     heartbeat: int = DEFAULT_HEARTBEAT
+    prefetch: int = DEFAULT_PREFETCH
 
     def __post_init__(self):
         if not self.urls:

@@ -17,12 +17,14 @@ import enum
 
 from twisted.application.internet import backoffPolicy
 from twisted.internet import defer
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from .. import __version__
 from .endpoint import TLS_ERRORS, BrokerEndpoint, tls_reason
 from .errors import AccessRefused, FatalBusError, QueueHeld
-from .protocol import BusFactory
+from .protocol import BusProtocol
 from .login import open_session
 from .replies import cause_of, reply_of
 from .spec import load_spec
@@ -273,3 +275,28 @@ class BusConnector:
             yield session.close(farewell, timeout)
         elif self._client is not None and self._client.transport is not None:
             self._client.transport.loseConnection()
+
+
+class BusFactory(Factory):
+    """
+    Builds L{BusProtocol}s for one broker URL.
+
+    @ivar deliveries_per_read: The protocols' L{BusProtocol.max_deliveries_per_read}.
+    """
+
+    noisy = False
+
+    def __init__(self, vhost, heartbeat, clock, connection_name,
+                 deliveries_per_read=BusProtocol.max_deliveries_per_read):
+        self.vhost = vhost
+        self.heartbeat = heartbeat
+        self.clock = clock
+        self.deliveries_per_read = deliveries_per_read
+        self.client_properties = {"product": "ioppy-agent", "version": __version__,
+                                  "connection_name": connection_name}
+
+    def buildProtocol(self, addr):
+        protocol = BusProtocol(load_spec(), self.vhost, self.heartbeat, self.clock,
+                               self.client_properties)
+        protocol.max_deliveries_per_read = self.deliveries_per_read
+        return protocol

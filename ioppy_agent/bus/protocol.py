@@ -15,18 +15,15 @@ internals relied on are in L{ioppy_agent.bus.spec.TXAMQP_INTERNALS}.
 import socket
 
 from twisted.internet import abstract, defer
-from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from txamqp.connection import Frame
 from txamqp.protocol import AMQClient
 
-from .. import __version__
 from . import framing
 from .conversation import Conversation
 from .delegate import BusChannel, Delegate
 from .errors import REPLY_SUCCESS, SYNTAX_ERROR, ProtocolViolation
 from .reader import Delivery, FrameReader
-from .spec import load_spec
 
 # What the client tells RabbitMQ it understands: a connection.close instead
 # of a silent drop on a refused login, connection.blocked/unblocked, and a
@@ -43,10 +40,12 @@ class BusProtocol(AMQClient):
     A txamqp client with the frame reader of L{framing}.
 
     @ivar consumers: Consumer tag to C{(handler, oversize)}: C{handler} takes
-        C{(routing_key, body, content_type)} with C{body} always C{bytes};
+        C{(routing_key, body, content_type, user_id)}, C{body} C{bytes};
         C{oversize} takes C{(routing_key, size)} for a message too large to
         keep, or is C{None}; or C{(handler, WHOLE)}: C{handler} takes the
         L{Delivery} itself (a stream's consumer, which acknowledges).
+    @ivar acking: Consumer tag to C{[every, count]}: each C{every}-th
+        delivery is acknowledged, with every one before it.
     @ivar login_sent: Whether C{connection.start-ok} (the credentials) went out.
     @ivar tuned: Whether the broker answered it with C{connection.tune},
         which it does only if it accepted the credentials.
@@ -81,6 +80,7 @@ class BusProtocol(AMQClient):
                            clock=clock)
         self.client_properties = dict(client_properties, capabilities=CAPABILITIES)
         self.consumers = {}
+        self.acking = {}
         self.reader = FrameReader(framing.FRAME_MAX, max_body)
         self.conversation = Conversation()
         self._hanging_up = None
@@ -279,6 +279,13 @@ class BusProtocol(AMQClient):
         except Exception:
             self._log.failure("consumer failed on a message with key {key}",
                               key=delivery.routing_key)
+        acking = self.acking.get(delivery.consumer_tag)
+        if acking is not None:  # [every, handled since the last ack]
+            acking[1] += 1
+            if acking[1] >= acking[0]:
+                acking[1] = 0
+                self.write_frames(framing.pack_basic_ack(delivery.channel,
+                                                         delivery.delivery_tag, True))
 
     # Closing.
 
@@ -373,27 +380,3 @@ class BusProtocol(AMQClient):
         if self.clock.seconds() - self._said >= self.heartbeatInterval * 0.5:
             AMQClient.send_heartbeat(self)
 
-
-class BusFactory(Factory):
-    """
-    Builds L{BusProtocol}s for one broker URL.
-
-    @ivar deliveries_per_read: The protocols' L{BusProtocol.max_deliveries_per_read}.
-    """
-
-    noisy = False
-
-    def __init__(self, vhost, heartbeat, clock, connection_name,
-                 deliveries_per_read=BusProtocol.max_deliveries_per_read):
-        self.vhost = vhost
-        self.heartbeat = heartbeat
-        self.clock = clock
-        self.deliveries_per_read = deliveries_per_read
-        self.client_properties = {"product": "ioppy-agent", "version": __version__,
-                                  "connection_name": connection_name}
-
-    def buildProtocol(self, addr):
-        protocol = BusProtocol(load_spec(), self.vhost, self.heartbeat, self.clock,
-                               self.client_properties)
-        protocol.max_deliveries_per_read = self.deliveries_per_read
-        return protocol

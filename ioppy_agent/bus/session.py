@@ -226,25 +226,34 @@ class BusSession:
                                           routing_key=key, arguments=arguments or {})
 
     @defer.inlineCallbacks
-    def consume(self, queue, handler, oversize=None, exclusive=False):
+    def consume(self, queue, handler, oversize=None, exclusive=False, prefetch=0):
         """
-        Start consuming C{queue} without acknowledgements; C{handler} gets
+        Start consuming C{queue}; C{handler} gets
         C{(routing_key, body, content_type, user_id)} for every message
         (C{user_id} the property the broker checked, or C{None}), and
         C{oversize} C{(routing_key, size)} for one too large to keep.
 
         @param exclusive: Whether to be the queue's only consumer.
+        @param prefetch: Deliveries the broker may send unacknowledged; they
+            are acknowledged (one C{basic.ack}, multiple) each time a
+            quarter of them has been handled.  0: no acknowledgements.
         @raise QueueLocked: if C{exclusive} and another connection consumes
             it.
         @return: A L{Deferred} that fires with the consumer tag.
         """
         tag = f"ioppy-{len(self._tags) + 1}"
         self.client.consumers[tag] = (handler, oversize)
+        if prefetch:
+            self.client.acking[tag] = [max(1, prefetch // 4), 0]
         try:
+            if prefetch:
+                yield self.channel.basic_qos(prefetch_count=prefetch)
             reply = yield self.channel.basic_consume(queue=queue, consumer_tag=tag,
-                                                     no_ack=True, exclusive=exclusive)
+                                                     no_ack=not prefetch,
+                                                     exclusive=exclusive)
         except ChannelClosed as e:
             del self.client.consumers[tag]
+            self.client.acking.pop(tag, None)
             code, text = reply_of(e)
             if exclusive and code == ACCESS_REFUSED and "exclusive" in text:
                 # Not a permission: another consumer holds the queue.

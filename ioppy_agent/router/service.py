@@ -249,6 +249,7 @@ class RouterService(BusService):
 
     def setup(self, session):
         url = self.connector.url
+        prefetch = self.config.bus.prefetch
         d = self._declare(session)
 
         def locked(reason):
@@ -284,9 +285,9 @@ class RouterService(BusService):
             d.addCallback(lambda _: session.declare_queue(keys.CAPTURE_QUEUE,
                                                           CAPTURE_BINDINGS))
             d.addCallback(lambda _: session.consume(keys.CAPTURE_QUEUE, self._capture,
-                                                    self._oversize))
+                                                    self._oversize, prefetch=prefetch))
         d.addCallback(lambda _: session.consume(ROUTER_QUEUE, self._from_bus,
-                                                self._oversize))
+                                                self._oversize, prefetch=prefetch))
         return d.addCallback(announce)
 
     def identity(self):

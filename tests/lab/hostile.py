@@ -159,6 +159,9 @@ class Broker(protocol.Protocol):
     def queue_bind(self, channel, args):
         self.send(method(channel, 50, 21))
 
+    def qos(self, channel, args):
+        self.send(method(channel, 60, 11))
+
     def consume(self, channel, args):
         at = 2 + 1 + args[2]
         tag = args[at + 1:at + 1 + args[at]].decode()
@@ -270,7 +273,8 @@ class Broker(protocol.Protocol):
 
 HANDSHAKE = {(10, 11): Broker.start_ok, (10, 40): Broker.open, (20, 10): Broker.channel_open,
              (40, 10): Broker.exchange_declare, (50, 10): Broker.queue_declare,
-             (50, 20): Broker.queue_bind, (60, 20): Broker.consume, (60, 30): Broker.cancel,
+             (50, 20): Broker.queue_bind, (60, 10): Broker.qos, (60, 20): Broker.consume,
+             (60, 30): Broker.cancel,
              (60, 40): Broker.publish, (20, 40): Broker.channel_close,
              (10, 50): Broker.connection_close}
 

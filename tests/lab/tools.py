@@ -80,7 +80,7 @@ def broker_latency(url, count=200, interval=0.02):
 
 def _connect(reactor, url, exchange, name):
     from ioppy_agent.bus.endpoint import BrokerEndpoint
-    from ioppy_agent.bus.protocol import BusFactory
+    from ioppy_agent.bus.connector import BusFactory
     from ioppy_agent.bus.login import open_session
 
     factory = BusFactory(url.vhost, 0, reactor, name)

@@ -7,7 +7,8 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from txamqp.connection import Body, Frame, Header, Method
 
-from ioppy_agent.bus.protocol import BusProtocol, load_spec
+from ioppy_agent.bus.protocol import BusProtocol
+from ioppy_agent.bus.spec import load_spec
 from ioppy_agent.bus.login import open_session
 from ioppy_agent.testing import BusPump
 from ioppy_agent.url import parse_amqp_url
@@ -49,7 +50,7 @@ def method_names(pump, channel):
 
 
 def delivery_bytes(client, body, content_type="application/json", tag="ioppy-1",
-                   key="toAgent.a.x", body_frames=1, channel=1, **more):
+                   key="toAgent.a.x", body_frames=1, channel=1, delivery_tag=1, **more):
     """
     @param more: More properties of the content header, by txamqp's names
         (C{user_id}, C{delivery_mode}, ...).
@@ -60,7 +61,7 @@ def delivery_bytes(client, body, content_type="application/json", tag="ioppy-1",
     deliver = basic.methods.byname["deliver"]
     properties = {"content-type": content_type} if content_type else {}
     properties.update({name.replace("_", "-"): value for name, value in more.items()})
-    payloads = [Method(deliver, tag, 1, False, "amq.topic", key),
+    payloads = [Method(deliver, tag, delivery_tag, False, "amq.topic", key),
                 Header(basic, 0, len(body), **properties)]
     step = max(1, -(-len(body) // body_frames))
     payloads += [Body(body[i:i + step]) for i in range(0, len(body), step)]

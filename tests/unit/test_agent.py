@@ -17,7 +17,7 @@ from ioppy_agent.addressing import default_addresses
 from ioppy_agent.agent import AgentConfig, AgentService, Interface
 from ioppy_agent.agent.service import HELD_RETRY
 from ioppy_agent.bus import BusConfig, QueueHeld, State
-from ioppy_agent.bus.protocol import load_spec
+from ioppy_agent.bus.spec import load_spec
 from ioppy_agent.netlink import NetlinkFailure
 from ioppy_agent.testing import (MemoryLinks, MemoryTunDevice, RecordingConnector,
                                  RecordingSession)

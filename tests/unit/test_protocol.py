@@ -14,12 +14,14 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from txamqp.client import ChannelClosed, Closed
 from txamqp.codec import Codec
+from txamqp.connection import Frame
 
 from ioppy_agent.bus import framing
 from ioppy_agent.bus.errors import (AccessRefused, ExchangeMissing, LoginRefused, NotFound,
                                     QueueLocked, StreamMismatch, TLSFailed)
 from ioppy_agent.bus.connector import describe
-from ioppy_agent.bus.protocol import BusProtocol, load_spec
+from ioppy_agent.bus.protocol import BusProtocol
+from ioppy_agent.bus.spec import load_spec
 from ioppy_agent.bus.login import open_session
 from ioppy_agent.bus.replies import reply_of
 from ioppy_agent.bus.session import BusSession
@@ -543,6 +545,27 @@ class DeliveryTests(SessionTestCase):
         got = self._consume()
         self.pump.send(delivery_bytes(self.client, b"0123456789" * 30, body_frames=4))
         self.assertEqual(got, [("toAgent.a.x", b"0123456789" * 30, "application/json")])
+
+    def test_acknowledged_a_quarter_at_a_time(self):
+        """
+        With a prefetch of 8, the consumer asks for it (basic.qos) and
+        acknowledges every second delivery with one basic.ack (multiple),
+        after handling it.
+        """
+        got = []
+        d = self.session.consume("q", lambda *args: got.append(args), prefetch=8)
+        self.pump.channel(1).basic_qos_ok()
+        self.pump.channel(1).basic_consume_ok(consumer_tag="ioppy-1")
+        self.successResultOf(d)
+        self.assertEqual(method_names(self.pump, 1), ["basic.qos", "basic.consume"])
+        self.pump.outgoing.clear()
+        for tag in range(1, 6):
+            self.pump.send(delivery_bytes(self.client, b"{}", delivery_tag=tag))
+        self.assertEqual(len(got), 5)
+        acks = [f.payload for f in self.pump.outgoing.get(1, [])
+                if f.payload.type == Frame.METHOD]
+        self.assertEqual([(a.method.name, a.args[0], a.args[1]) for a in acks],
+                         [("ack", 2, True), ("ack", 4, True)])
 
     def test_user_id(self):
         """
