@@ -145,9 +145,9 @@ class AgentService(BusService):
         Declare and bind the agent's queue, consume it, and announce the agent.
         """
         url = self.connector.url
-        own = keys.agent_queue(self.config.name, self._run)
         if self.session is not None:
             return self._setup_in_session(session, url)
+        own = keys.agent_queue(self.config.name, self._run)
         self.queue = own if self._queue_held else self.core.queue
         d = session.declare_queue(self.queue, self.core.bindings())
 
