@@ -21,11 +21,12 @@ One module per concern, each used by the next:
 from .config import DEFAULT_EXCHANGE, DEFAULT_HEARTBEAT, BusConfig
 from .connector import BusConnector, State
 from .errors import (AccessRefused, BusError, ExchangeMissing, FatalBusError, LoginRefused,
-                     NotFound, ProtocolViolation, QueueHeld, QueueLocked, StreamMismatch,
+                     NotFound, ProtocolViolation, QueueHeld, QueueLocked, QueueMismatch,
+                     StreamMismatch,
                      TLSFailed)
 from .session import DEFAULT_QUEUE_LIMIT, BusSession
 
 __all__ = ["DEFAULT_EXCHANGE", "DEFAULT_HEARTBEAT", "DEFAULT_QUEUE_LIMIT", "AccessRefused",
            "BusConfig", "BusConnector", "BusError", "BusSession", "ExchangeMissing",
            "FatalBusError", "LoginRefused", "NotFound", "ProtocolViolation", "QueueHeld",
-           "QueueLocked", "State", "StreamMismatch", "TLSFailed"]
+           "QueueLocked", "QueueMismatch", "State", "StreamMismatch", "TLSFailed"]

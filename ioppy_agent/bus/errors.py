@@ -70,10 +70,17 @@ class QueueLocked(FatalBusError):
     """
 
 
-class StreamMismatch(FatalBusError):
+class QueueMismatch(FatalBusError):
+    """
+    The durable queue the program declares exists with other settings: the
+    broker keeps the first settings until it is deleted.
+    """
+
+
+class StreamMismatch(QueueMismatch):
     """
     The stream the program declares exists with other settings (its
-    retention): the broker keeps the first settings until it is deleted.
+    retention).
     """
 
 

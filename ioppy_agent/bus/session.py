@@ -16,11 +16,15 @@ from zope.interface import implementer
 
 from . import framing
 from .errors import (ACCESS_REFUSED, NOT_FOUND, PRECONDITION_FAILED, REPLY_SUCCESS,
-                     RESOURCE_LOCKED, NotFound, QueueLocked, StreamMismatch)
+                     RESOURCE_LOCKED, NotFound, QueueLocked, QueueMismatch,
+                     StreamMismatch)
 from .protocol import WHOLE
 from .replies import reply_of
 
 DEFAULT_QUEUE_LIMIT = 1000
+# And at most this many bytes: a thousand full-size packets as JSON pass, a
+# participant's few giant messages do not pile up for a stalled receiver.
+DEFAULT_QUEUE_BYTES = 64 << 20
 # Bytes the connection may hold unsent before publishing pauses: about a
 # hundred full-size packets as JSON, so bursts pass but a stalled broker
 # cannot make the process hoard memory.
@@ -28,6 +32,15 @@ SEND_BUFFER = 512 * 1024
 # Seconds the orderly close waits for the connection to be gone, after the
 # broker's close-ok, before it aborts it.
 CLOSED_WAIT = 0.25
+
+
+def _bounded(max_length):
+    """
+    @return: The arguments of a queue that keeps at most C{max_length}
+        messages and L{DEFAULT_QUEUE_BYTES}, dropping the oldest first.
+    """
+    return {"x-max-length": max_length, "x-max-length-bytes": DEFAULT_QUEUE_BYTES,
+            "x-overflow": "drop-head"}
 
 
 @implementer(IPushProducer)
@@ -103,8 +116,7 @@ class BusSession:
             name, bindings,
             {RESOURCE_LOCKED: lambda text: QueueLocked(f"queue {name!r} is held by another "
                                                        f"connection: {text}")},
-            exclusive=True, auto_delete=True,
-            arguments={"x-max-length": max_length, "x-overflow": "drop-head"})
+            exclusive=True, auto_delete=True, arguments=_bounded(max_length))
 
     def declare_shared_queue(self, name, bindings, max_length=DEFAULT_QUEUE_LIMIT):
         """
@@ -112,10 +124,14 @@ class BusSession:
         session made by C{ioppy-session}, the router declares each
         participant's, which may not declare anything), keeping at most
         C{max_length} messages, and bind it to each key in C{bindings}.
+
+        @raise QueueMismatch: if it exists with other settings.
         """
-        return self._declare(name, bindings, {}, durable=True,
-                             arguments={"x-max-length": max_length,
-                                        "x-overflow": "drop-head"})
+        return self._declare(
+            name, bindings,
+            {PRECONDITION_FAILED: lambda text: QueueMismatch(
+                f"the queue {name!r} exists with other settings: {text}")},
+            durable=True, arguments=_bounded(max_length))
 
     @defer.inlineCallbacks
     def queue_exists(self, name):
@@ -198,6 +214,16 @@ class BusSession:
             raise
         self._tags.append(reply.consumer_tag)
         return reply.consumer_tag
+
+    def cancel(self, tag):
+        """
+        Stop the consumer C{tag}; what it is sent meanwhile is dropped.
+        """
+        self.client.consumers.pop(tag, None)
+        self.client.acking.pop(tag, None)
+        if tag in self._tags:
+            self._tags.remove(tag)
+        return self.channel.basic_cancel(consumer_tag=tag)
 
     def _binding(self, binding):
         if isinstance(binding, str):

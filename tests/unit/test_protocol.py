@@ -18,7 +18,8 @@ from txamqp.connection import Frame
 
 from ioppy_agent.bus import framing
 from ioppy_agent.bus.errors import (AccessRefused, ExchangeMissing, LoginRefused, NotFound,
-                                    QueueLocked, StreamMismatch, TLSFailed)
+                                    QueueLocked, QueueMismatch, StreamMismatch,
+                                    TLSFailed)
 from ioppy_agent.bus.connector import describe
 from ioppy_agent.bus.protocol import BusProtocol
 from ioppy_agent.bus.spec import load_spec
@@ -407,7 +408,8 @@ class SessionTests(SessionTestCase):
         declare = frames[0]
         self.assertEqual(declare.args[1], "ioppy.agent.a")
         self.assertEqual(declare.args[4:6], (True, True))  # exclusive, auto-delete
-        self.assertEqual(declare.args[7], {"x-max-length": 50, "x-overflow": "drop-head"})
+        self.assertEqual(declare.args[7], {"x-max-length": 50, "x-max-length-bytes": 64 << 20,
+                                           "x-overflow": "drop-head"})
         self.assertEqual([(f.args[2], f.args[3]) for f in frames[1:]],
                          [("amq.topic", "k1"), ("amq.topic", "k2")])
 
@@ -847,6 +849,39 @@ class StreamSessionTests(SessionTestCase):
         error = self.failureResultOf(d, StreamMismatch).value
         self.assertIn("'ioppy.record' exists with other settings: PRECONDITION_FAILED",
                       str(error))
+
+    def test_shared_queue_mismatch(self):
+        """
+        A participant's queue that exists with other settings (406) fails
+        with L{QueueMismatch}; its limits are a thousand messages and
+        64 MiB, oldest dropped first.
+        """
+        d = self.session.declare_shared_queue("ioppy.agent.agent_2", [])
+        [declare] = [f.payload for f in self.pump.outgoing[1]]
+        self.assertEqual(declare.args[7], {"x-max-length": 1000, "x-max-length-bytes": 64 << 20,
+                                           "x-overflow": "drop-head"})
+        self.pump.channel(1).channel_close(reply_code=406, reply_text="PRECONDITION_FAILED",
+                                           class_id=50, method_id=10)
+        error = self.failureResultOf(d, QueueMismatch).value
+        self.assertIn("'ioppy.agent.agent_2' exists with other settings", str(error))
+
+    def test_cancel(self):
+        """
+        Cancelling a consumer forgets its handler at once and sends
+        C{basic.cancel}; what the broker still sends it is dropped.
+        """
+        got = []
+        d = self.session.consume_stream("ioppy.record", got.append, "last", 1)
+        one = self.pump.channel(1)
+        one.basic_qos_ok()
+        one.basic_consume_ok(consumer_tag="ioppy-1")
+        self.successResultOf(d)
+        self.pump.outgoing.clear()
+        self.session.cancel("ioppy-1")
+        [cancel] = [f.payload for f in self.pump.outgoing[1]]
+        self.assertEqual(cancel.method.name, "cancel")
+        self.pump.send(delivery_bytes(self.client, b"\x45", key="fromAgent.a.ip.tun.packet.raw"))
+        self.assertEqual(got, [])
 
     def test_consume_stream(self):
         """
