@@ -24,8 +24,8 @@ from .listening import LOOPBACK
 from .metrics import MetricsConfig
 from .options import BusOptions, number, port_and_address, writable_path
 from .process import ProcessControl
-from .recorder.stream import (DEFAULT_MAX_AGE, STREAM, BadRetention, RecordConfig, parse_age,
-                              parse_size)
+from .recorder.stream import (DEFAULT_CHECK, DEFAULT_MAX_AGE, STREAM, BadRetention,
+                              RecordConfig, parse_age, parse_size)
 from .router import BadTopology, RouterConfig, RouterService, read_topology
 from .routes import network
 from .stats import ReportConfig
@@ -201,6 +201,9 @@ class RouterOptions(CommonOptions):
          "Y, M (months), D, h, m (minutes), s)."],
         ["record-max-bytes", None, "1GiB",
          "With --record: keep at most this much of the record (500MB, 2GiB, ...)."],
+        ["record-check", None, DEFAULT_CHECK,
+         "With --record: seconds between two looks at how far back the record "
+         "reaches (a warning when less than an hour)."],
         ["web-port", None, None, "Serve the live page of the session on this TCP port "
                                  "(default: none)."],
         ["web-address", None, LOOPBACK,
@@ -263,15 +266,17 @@ class RouterOptions(CommonOptions):
             raise usage.UsageError(f"--grants {path}: {e}") from None
 
     def _record(self):
-        given = [key for key in ("record-max-age", "record-max-bytes")
+        given = [key for key in ("record-max-age", "record-max-bytes", "record-check")
                  if self[key] != self.defaults[key]]
         if not self["record"]:
             if given:
                 raise usage.UsageError(f"--{given[0]} needs --record")
             return None
+        number(self, "record-check", 1)
         try:
             return RecordConfig(max_age=parse_age(self["record-max-age"]),
-                                max_bytes=parse_size(self["record-max-bytes"]))
+                                max_bytes=parse_size(self["record-max-bytes"]),
+                                check=self["record-check"])
         except BadRetention as e:
             raise usage.UsageError(str(e)) from None
 

@@ -113,7 +113,8 @@ class RecordingSession:
     @ivar streams: C{name: (bindings, arguments)} per declared stream;
         C{stream_error} an exception C{declare_stream} fails with.
     @ivar stream_reads: C{(queue, offset, prefetch)} per C{consume_stream},
-        whose handler is in C{consumers}; C{acks} the delivery tags acked;
+        whose handler is in C{consumers}; C{cancelled} the consumer tags
+        cancelled; C{acks} the delivery tags acked;
         C{to_queues} C{(queue, body, content_type)} published to queues.
     @ivar headers: The extra headers of each packet published (C{None}
         for one without).
@@ -142,6 +143,7 @@ class RecordingSession:
         self.streams = {}
         self.stream_error = None
         self.stream_reads = []
+        self.cancelled = []
         self.acks = []
         self.to_queues = []
         self.headers = []
@@ -159,7 +161,11 @@ class RecordingSession:
             return defer.fail(self.stream_error)
         self.consumers[queue] = handler
         self.stream_reads.append((queue, offset, prefetch))
-        return defer.succeed("ioppy-1")
+        return defer.succeed(f"ioppy-{len(self.stream_reads)}")
+
+    def cancel(self, tag):
+        self.cancelled.append(tag)
+        return defer.succeed(None)
 
     def ack(self, delivery_tag, multiple=True):
         self.acks.append(delivery_tag)

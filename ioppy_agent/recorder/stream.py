@@ -17,6 +17,7 @@ STREAM = keys.RECORD_STREAM
 BINDINGS = (keys.any_of(keys.PACKET_FROM),)
 DEFAULT_MAX_AGE = "7D"
 DEFAULT_MAX_BYTES = 1 << 30
+DEFAULT_CHECK = 30.0
 # RabbitMQ drops whole segment files when a stream outgrows its retention;
 # its default segment (500 MB) would keep a small stream whole.
 SEGMENT_MAX = 500_000_000
@@ -79,12 +80,14 @@ def shown_size(size):
 class RecordConfig:
     """
     The stream's retention: RabbitMQ drops the oldest packets once they are
-    older than C{max_age} or the stream is larger than C{max_bytes}.
+    older than C{max_age} or the stream is larger than C{max_bytes}.  The
+    router looks how far back it reaches every C{check} seconds.
     """
 
     max_age: str = DEFAULT_MAX_AGE
     max_bytes: int = DEFAULT_MAX_BYTES
     name: str = STREAM
+    check: float = DEFAULT_CHECK
 
     def arguments(self):
         """

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import quote
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from .. import control, keys, wire
 from ..actions import Drop, Forward
-from ..bus import BusConfig, BusConnector, QueueHeld, QueueLocked, StreamMismatch
+from ..bus import (BusConfig, BusConnector, QueueHeld, QueueLocked, QueueMismatch,
+                   StreamMismatch)
 from ..grants import Grants
 from ..pcap import PcapError, PcapWriter
 from ..metrics import MetricsConfig
@@ -34,6 +35,8 @@ from ..web import WebConfig, WebUnavailable, live
 from ..web.view import SessionView
 from .core import PacketRouter
 from .policy import FanOut, FixedTopology
+from .recording import RecordWatch
+from .reports import agent_report_metrics
 from .topology import Topology
 
 ROUTER_QUEUE = keys.ROUTER_QUEUE
@@ -92,35 +95,6 @@ class RouterConfig:
         return os.path.join(self.pcap_dir, quote(self.bus.url.vhost, safe="") + ".pcap")
 
 
-def agent_report_metrics(reports):
-    """
-    @return: Metric families of the agents' last C{tun.stats} reports.
-    """
-    families = {
-        key: CounterMetricFamily(f"ioppy_router_agent_{key}",
-                                 f"{key.capitalize()} the agent moved, as it last reported.",
-                                 labels=["agent", "direction"])
-        for key in ("packets", "bytes")}
-    drops = CounterMetricFamily("ioppy_router_agent_drops",
-                                "Packets the agent dropped, as it last reported.",
-                                labels=["agent", "reason"])
-    seen = GaugeMetricFamily("ioppy_router_agent_report_time_seconds",
-                             "The agent's clock at its last report.", labels=["agent"])
-    since = GaugeMetricFamily("ioppy_router_agent_connected_since_seconds",
-                              "When the agent's current session began.", labels=["agent"])
-    for name, report in sorted(reports.items()):
-        for key, family in families.items():
-            for direction in ("in", "out"):
-                family.add_metric([name, direction], report[key][direction])
-        for reason, count in sorted(report["drops"].items()):
-            drops.add_metric([name, reason], count)
-        if report["time"] is not None:
-            seen.add_metric([name], report["time"])
-        if report["connected_since"] is not None:
-            since.add_metric([name], report["connected_since"])
-    return (*families.values(), drops, seen, since)
-
-
 class RouterService(BusService):
     """
     The packet router on the bus.
@@ -153,6 +127,8 @@ class RouterService(BusService):
                                 lambda: self.standing_by, config.topology,
                                 config.record.describe() if config.record else None)
         self.feed = live.LiveFeed(reactor, self.view.snapshot)
+        self.watch = None if config.record is None else RecordWatch(
+            reactor, config.record, self.connector, self.router.reports)
         self._recording_said = False
 
     def open(self):
@@ -169,6 +145,8 @@ class RouterService(BusService):
                 raise CannotStart(str(e)) from None
 
     def started(self):
+        if self.watch is not None:
+            self.watch.start()
         if self.config.web.port is not None:
             self.feed.start()
             self._log.info("live page on http://{address}:{port}/",
@@ -176,6 +154,8 @@ class RouterService(BusService):
 
     def stopping(self):
         self.feed.stop()
+        if self.watch is not None:
+            self.watch.stop()
         self._cancel_roll_call()
 
     def _cancel_roll_call(self):
@@ -243,8 +223,13 @@ class RouterService(BusService):
             yield self._record(session)
         if self.session is not None and self.config.grants is not None:
             for name in sorted(self.config.grants.networks):
-                yield session.declare_shared_queue(keys.agent_queue(name),
-                                                   keys.agent_bindings(name))
+                queue = keys.agent_queue(name)
+                try:
+                    yield session.declare_shared_queue(queue, keys.agent_bindings(name))
+                except QueueMismatch as e:
+                    raise QueueMismatch(
+                        f"{e}; delete it (and the packets waiting in it) with: rabbitmqctl "
+                        f"delete_queue -p {self.connector.url.vhost} {queue}") from None
         yield session.declare_queue(ROUTER_QUEUE, BINDINGS)
 
     def setup(self, session):
@@ -318,6 +303,8 @@ class RouterService(BusService):
         yield direct
         yield addresses
         yield from agent_report_metrics(self.router.reports)
+        if self.watch is not None:
+            yield from self.watch.metrics()
 
     def describe(self):
         connector = self.connector
@@ -330,6 +317,8 @@ class RouterService(BusService):
         status = dict(status_of(self.counters), pid=os.getpid(), agents=agents,
                       broker=connector.url.masked(), state=state,
                       standby=self.standing_by)
+        if self.watch is not None:
+            status["record"] = self.watch.status()
         return line, status
 
     def release(self):
