@@ -15,6 +15,11 @@ The lab's helper commands, each run as a process of its own
   - C{hostile-broker ...}: see L{tests.lab.hostile};
   - C{connections URL COUNT HOLD}: how many connections those credentials
     may open at once;
+  - C{flood URL KEY SIZE MEGABYTES [SECONDS]}: publish SIZE-byte messages
+    (or, with SIZE C{echo}, agent_1's echo requests to agent_2 as JSON) on
+    KEY as fast as the broker takes them, until MEGABYTES were sent or
+    SECONDS (at most 60) passed, and print the megabytes, seconds and
+    messages sent;
   - C{delivery URL METHOD AGENTS SECONDS BROKER_PID}: one way of direct
     delivery measured at the broker, see L{tests.lab.delivery};
   - C{sniff}, C{original-agent}, C{ioppytest-router}: stand-ins for
@@ -233,6 +238,61 @@ def _broker_rate_main(reactor, url, size, wire_format, seconds):
     return go()
 
 
+def _flood_main(reactor, url, routing_key, size, megabytes, seconds="60"):
+    from twisted.internet import defer
+
+    from ioppy_agent import wire
+    from ioppy_agent.url import parse_amqp_url
+
+    if size == "echo":
+        # An echo request from agent_1 to agent_2, as agent_1 would send it.
+        from .packets import echo_request
+        packet = echo_request(bytes([10, 2, 0, 1]), bytes([10, 2, 0, 2]), payload=bytes(36))
+        body, content_type = wire.encode_packet(packet, reactor.seconds()), wire.JSON
+    else:
+        body, content_type = bytes(int(size)), "application/octet-stream"
+    count = int(float(megabytes) * 1e6 / len(body))
+    limit = min(float(seconds), 60.0)
+
+    @defer.inlineCallbacks
+    def go():
+        session = yield _connect(reactor, parse_amqp_url(url), "amq.topic", "ioppy-lab flood")
+        start = reactor.seconds()
+        sent = [0]
+        done = defer.Deferred()
+
+        def pump():
+            if sent[0] >= count or reactor.seconds() - start > limit:
+                done.callback(None)
+                return
+            for _ in range(min(64, count - sent[0])):
+                if not session.publish(routing_key, body, content_type):
+                    reactor.callLater(0.005, pump)
+                    return
+                sent[0] += 1
+            reactor.callLater(0, pump)
+
+        pump()
+        yield done
+        session.flush()
+        took = reactor.seconds() - start
+        yield session.close(timeout=30)
+        print(f"{sent[0] * len(body) / 1e6:.1f} {took:.2f} {sent[0]}", flush=True)
+
+    return go()
+
+
+def flood(url, routing_key, size, megabytes, seconds=60):
+    """
+    Run C{flood} and wait.
+
+    @return: C{(megabytes sent, seconds, messages)}.
+    """
+    sent, took, count = _tool("flood", url, routing_key, str(size), str(megabytes),
+                              str(seconds), timeout=120).split()
+    return float(sent), float(took), int(count)
+
+
 def _broker_latency_main(reactor, url, count, interval):
     """
     Publish one message every C{interval} seconds to a queue of our own,
@@ -370,7 +430,7 @@ COMMANDS = {"publish": _publish_main, "try-as": _try_as_main, "broker-rate": _br
             "hostile-broker": _hostile_main, "sniff": _peer("sniff"), "listen": _peer("listen"),
             "original-agent": _peer("original_agent"),
             "ioppytest-router": _peer("ioppytest_router"), "delivery": _delivery_main,
-            "connections": _connections_main}
+            "connections": _connections_main, "flood": _flood_main}
 
 
 if __name__ == "__main__":
