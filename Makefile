@@ -24,7 +24,8 @@ test: setup test-tools
 # direct delivery at the broker (delivery.py: 2 and 30 agents); the broker
 # wake-up run (private RabbitMQ nodes, default and busy-wait schedulers);
 # the soak (1,000,000 packets, memory sampled); then the session recorder
-# off and on, and ioppy-capture reading a window back.  Results go to
+# off and on, and ioppy-capture reading a window back; acknowledgements on
+# and off; one participant's flood on a session of four.  Results go to
 # $(BENCH_OUT); copy a run into docs/ on purpose.
 bench: setup bench-tools
 	$(BIN)/python scripts/bench.py --out $(BENCH_OUT)
@@ -34,6 +35,7 @@ bench: setup bench-tools
 	$(BIN)/python scripts/soak.py --out $(BENCH_OUT)
 	$(BIN)/python scripts/recorder.py --out $(BENCH_OUT)
 	$(BIN)/python scripts/acks.py --out $(BENCH_OUT)
+	$(BIN)/python scripts/flood.py --out $(BENCH_OUT)
 	@echo "bench results in $(BENCH_OUT)"
 
 bench-tools: install
