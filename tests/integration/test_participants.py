@@ -63,20 +63,37 @@ class HostileParticipantTests(TunnelTestCase):
     def file(self, name):
         return os.path.join(self.dir, f"{name}.url")
 
+    def tun_received(self, name):
+        """
+        @return: The packets agent C{name} has written into its TUN so far
+            (what its kernel received on tun0).
+        """
+        out = self.ns[name].run("cat", "/sys/class/net/tun0/statistics/rx_packets").stdout
+        return int(out.strip())
+
     def victims_unharmed(self, what):
         """
         agent_3's pings reach agent_2 (only agent_2's TUN has 10.2.0.2 and
         bbbb::2) and agent_4; agent_2 has its address; the router knows
         the four agents.
         """
-        for address in ("10.2.0.2", "bbbb::2", "10.2.0.4"):
+        seen = []
+        for address, owner in (("10.2.0.2", "agent_2"), ("bbbb::2", "agent_2"),
+                               ("10.2.0.4", "agent_4")):
+            before = self.tun_received(owner)
             sent, received, output = self.ns["agent_3"].ping(address, count=5, interval=0.1)
             self.assertEqual((sent, received), (5, 5), f"after {what}: {output}")
+            # The requests went into the owner's TUN (not agent_1's).
+            into = self.tun_received(owner) - before
+            self.assertGreaterEqual(into, 5, f"after {what}: {owner}'s TUN got {into}")
+            seen.append(f"{address} {received}/{sent} (into {owner}'s TUN: {into})")
         shown = self.ns["agent_2"].run("ip", "-o", "addr", "show").stdout
         self.assertIn("10.2.0.2/24", shown, what)
         self.assertNotIn("10.2.0.202", shown, what)
         joined = re.findall(r"agent (\S+) left", self.router.text())
         self.assertEqual(joined, [], what)
+        print(f"\n  victims after {what}: agent_3's pings {', '.join(seen)}; agent_2 keeps "
+              "10.2.0.2/24; the router lost no agent", flush=True)
 
     def test_cannot_forge_into_the_exchange(self):
         """
@@ -137,15 +154,32 @@ class HostileParticipantTests(TunnelTestCase):
         lab.publish(self.url, "fromAgent.agent_1.ip.tun.packet.raw", start,
                     copy_to="toAgent.agent_2.ip.tun.start,ioppy.routes.agent_3,"
                             "routing.lossy.link.start,fromAgent.agent_2.ip.tun.started")
-        for i in range(3):
-            lab.publish(self.url, "testingtool.component.ready",
-                        json.dumps({"component": f"invented_{i}"}))
-        self.victims_unharmed("the shutdown, the copies and the claim")
+        # Its own announcement, claiming agent_2's addresses and default
+        # routes as prefixes routed behind it.
+        claim = json.dumps({"name": "agent_1", "ipv4_host": "10.2.0.1",
+                            "ipv4_netmask": "255.255.255.0", "ipv6_prefix": "bbbb",
+                            "ipv6_host": "1", "ioppy_direct": True,
+                            "ioppy_routes": ["10.2.0.2/32", "bbbb::2/128", "0.0.0.0/0",
+                                             "::/0"]})
+        lab.publish(self.url, "fromAgent.agent_1.ip.tun.started", claim)
+        # 3,000 invented components announcing themselves, each a new name.
+        router_pid = self.router.process.pid
+        cpu, log = lab.cpu_seconds(router_pid), len(self.router.text())
+        _, seconds, count = lab.tools.flood(self.url, "testingtool.component.ready", "ready",
+                                            3000 * 32 / 1e6)
+        self.assertGreaterEqual(count, 3000)
+        self.victims_unharmed("the shutdown, the copies, the claims and the announcements")
+        cost, grown = lab.cpu_seconds(router_pid) - cpu, len(self.router.text()) - log
+        print(f"\n  {count} invented announcements in {seconds:.2f} s: the router spent "
+              f"{cost:.2f} s of CPU, its log grew {grown} bytes", flush=True)
+        self.assertLess(grown, 20_000)
         text = self.router.text()
         print("\n  router: " + "\n  router: ".join(
             line.split(" ", 2)[-1] for line in text.splitlines()
             if "ignored" in line or "refused" in line), flush=True)
         self.assertIn("refused agent_4's claim of 10.2.0.2/32: outside agent_4's grant", text)
+        for prefix in ("10.2.0.2/32", "bbbb::2/128", "0.0.0.0/0", "::/0"):
+            self.assertIn(f"refused agent_1's claim of {prefix}", text)
         # Both shutdowns dropped (the log warns once per interval; the
         # counters have each).
         with open(os.path.join(self.dir, "router.json")) as f:

@@ -16,7 +16,8 @@ The lab's helper commands, each run as a process of its own
   - C{connections URL COUNT HOLD}: how many connections those credentials
     may open at once;
   - C{flood URL KEY SIZE MEGABYTES [SECONDS]}: publish SIZE-byte messages
-    (or, with SIZE C{echo}, agent_1's echo requests to agent_2 as JSON) on
+    (or, with SIZE C{echo}, agent_1's echo requests to agent_2 as JSON;
+    with C{ready}, component announcements, each with a name of its own) on
     KEY as fast as the broker takes them, until MEGABYTES were sent or
     SECONDS (at most 60) passed, and print the megabytes, seconds and
     messages sent;
@@ -244,11 +245,14 @@ def _flood_main(reactor, url, routing_key, size, megabytes, seconds="60"):
     from ioppy_agent import wire
     from ioppy_agent.url import parse_amqp_url
 
+    invented = size == "ready"
     if size == "echo":
         # An echo request from agent_1 to agent_2, as agent_1 would send it.
         from .packets import echo_request
         packet = echo_request(bytes([10, 2, 0, 1]), bytes([10, 2, 0, 2]), payload=bytes(36))
         body, content_type = wire.encode_packet(packet, reactor.seconds()), wire.JSON
+    elif invented:
+        body, content_type = b'{"component": "invented_000000"}', wire.JSON
     else:
         body, content_type = bytes(int(size)), "application/octet-stream"
     count = int(float(megabytes) * 1e6 / len(body))
@@ -266,7 +270,8 @@ def _flood_main(reactor, url, routing_key, size, megabytes, seconds="60"):
                 done.callback(None)
                 return
             for _ in range(min(64, count - sent[0])):
-                if not session.publish(routing_key, body, content_type):
+                out = b'{"component": "invented_%06d"}' % sent[0] if invented else body
+                if not session.publish(routing_key, out, content_type):
                     reactor.callLater(0.005, pump)
                     return
                 sent[0] += 1
