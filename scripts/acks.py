@@ -5,7 +5,8 @@ prefetch costs, and what it bounds.
 For each of --prefetch 0 (no acknowledgements) and the default (1024,
 acknowledged a quarter at a time), alternated ROUNDS times in one run, a
 router and two agents as in 'make demo': the sparse ping's median round
-trip (50 pings, 20 ms apart), the best UDP 64 B rate under 1 % loss, and
+trip (50 pings, 20 ms apart), the best UDP 64 B rate under 1 % loss, TCP
+throughput (iperf3, 10 s), and
 the CPU seconds per 1000 packets of each program and of the broker at a
 fixed offered rate; then agent_2 is stopped (SIGSTOP) while agent_1 floods
 it for 3 s, and the broker's resident memory before, during and after is
@@ -60,6 +61,7 @@ def one(cleanup, work, prefetch, quick):
     out["ping median ms"] = statistics.median(rtts)
     iperf = Iperf(cleanup, lab.ns2, lab.ns1, "10.2.0.2", work)
     out["udp 64 best"] = iperf.best_udp(64, low=500.0, high=100_000.0, steps=3 if quick else 5)
+    out["tcp Mbit/s"] = iperf.tcp(seconds=5 if quick else 10)
     time.sleep(1)
     before = {n: cpu_seconds(pid) for n, pid in pids.items()}
     sent = tunnelled(lab)
