@@ -1,9 +1,9 @@
 """
-C{python -m ioppy_agent connect ...}: see L{ioppy_agent.cli}.
+C{python -m ioppy_agent connect ...}: see L{ioppy_agent.agent.cli}.
 """
 
 import sys
 
-from .cli import main
+from .agent.cli import main
 
 sys.exit(main())

@@ -15,7 +15,7 @@ from txamqp.testing import AMQPump
 from zope.interface import implementer
 
 from .bus import FatalBusError, NotFound, QueueLocked, State
-from .tun import ITunDevice
+from .host.tun import ITunDevice
 
 
 @implementer(ITunDevice)
@@ -58,7 +58,7 @@ class MemoryTunDevice:
 
 class MemoryLinks:
     """
-    Stands in for L{ioppy_agent.netlink}: records what would be configured.
+    Stands in for L{ioppy_agent.host.netlink}: records what would be configured.
 
     @ivar namespaces: The network namespaces that "exist".
     @ivar configured: C{(ifname, addresses, mtu, netns)} per configure call.

@@ -3,7 +3,7 @@ L{AgentCore}: what the agent does with each packet and each message,
 without doing it.
 
 Given a packet read from the TUN, or a message consumed from the bus, it
-returns an action of L{ioppy_agent.actions}: forward this packet under
+returns an action of L{ioppy_agent.model.actions}: forward this packet under
 this routing key, write this packet into the TUN, drop it for this reason,
 change the addresses, take new routes, announce again.  L{AgentService}
 carries the actions out.  No I/O, no reactor: the clock is only read for
@@ -16,7 +16,7 @@ routes, a packet for an agent that takes direct delivery names the owner's
 inbox (and the observers') in its C{CC} header, and the broker takes it
 straight there; a multicast packet names every peer's; one for an original
 agent names none, and goes to the router as before (see
-L{ioppy_agent.keys}).  A packet whose source is not this agent's is
+L{ioppy_agent.model.keys}).  A packet whose source is not this agent's is
 dropped.  A packet that comes
 straight from another agent (on that agent's C{fromAgent} key, which the
 broker lets only that agent publish) is written into the TUN only if its
@@ -25,11 +25,11 @@ source is one of that agent's addresses.
 
 import ipaddress
 
-from .. import control, keys, wire
-from ..actions import Drop, Forward, Publish, Readdress, Refuse, Reroute, WriteToTun
-from ..addressing import BadAddress, make_addresses
-from ..routes import (DIRECT, ROUTER, Directory, addresses_of, is_group, network,
-                      source_allowed)
+from ..model import control, keys, wire
+from ..model.actions import Drop, Forward, Publish, Readdress, Refuse, Reroute, WriteToTun
+from ..model.addressing import BadAddress, make_addresses
+from ..model.routes import (DIRECT, ROUTER, Directory, addresses_of, is_group, network,
+                            source_allowed)
 
 def _shown(address):
     return str(ipaddress.ip_address(address))
@@ -55,7 +55,7 @@ class AgentCore:
     @ivar addresses: The interface's current L{TunAddresses}.
     @ivar prefixes: The prefixes routed behind this agent's host.
     @ivar queue: The name of the agent's own queue.
-    @ivar routes: The L{ioppy_agent.routes.Routes} from the router, or
+    @ivar routes: The L{ioppy_agent.model.routes.Routes} from the router, or
         C{None} until it sends some.
     """
 

@@ -3,8 +3,8 @@ The agent's TUN interface: opened, moved into its network namespace,
 addressed and brought up.
 """
 
-from .. import netlink
-from ..tun import open_tun
+from ..host import netlink
+from ..host.tun import open_tun
 
 
 class Interface:
@@ -16,8 +16,8 @@ class Interface:
     def __init__(self, config, open_tun=open_tun, links=netlink):
         """
         @param config: An L{ioppy_agent.agent.AgentConfig}.
-        @param open_tun: Opens a TUN device by name (L{ioppy_agent.tun.open_tun}).
-        @param links: What L{ioppy_agent.netlink} offers.
+        @param open_tun: Opens a TUN device by name (L{ioppy_agent.host.tun.open_tun}).
+        @param links: What L{ioppy_agent.host.netlink} offers.
         """
         self.config = config
         self._open_tun = open_tun

@@ -13,15 +13,16 @@ from typing import Optional, Tuple
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from .. import control, keys, netlink
-from ..actions import Drop, Publish, Readdress, Refuse, Reroute, WriteToTun
-from ..addressing import TunAddresses
+from ..model import control, keys
+from ..host import netlink
+from ..model.actions import Drop, Publish, Readdress, Refuse, Reroute, WriteToTun
+from ..model.addressing import TunAddresses
 from ..bus import BusConfig, BusConnector, NotFound, QueueHeld, QueueLocked
-from ..pcap import PcapError, PcapWriter
-from ..metrics import MetricsConfig
-from ..service import BusService, CannotStart
-from ..stats import ReportConfig, status_of, summary_line
-from ..tun import TunError, TunPort
+from ..host.pcap import PcapError, PcapWriter
+from ..program.metrics import MetricsConfig
+from ..program.service import BusService, CannotStart
+from ..program.stats import ReportConfig, status_of, summary_line
+from ..host.tun import TunError, TunPort
 from .core import AgentCore
 from .interface import Interface
 
@@ -170,7 +171,7 @@ class AgentService(BusService):
                             "connection", HELD_RETRY)
 
         def consume(_):
-            return session.consume(self.queue, self._from_bus, self._oversize,
+            return session.consume(self.queue, self._from_bus, self.oversize,
                                    prefetch=self.config.bus.prefetch)
 
         return d.addErrback(locked).addCallback(consume).addCallback(self._announce, session)
@@ -191,7 +192,7 @@ class AgentService(BusService):
             raise QueueHeld(f"no queue {self.queue!r} yet", MISSING_RETRY)
 
         def consume(_):
-            return session.consume(self.queue, self._from_bus, self._oversize, exclusive=True,
+            return session.consume(self.queue, self._from_bus, self.oversize, exclusive=True,
                                    prefetch=self.config.bus.prefetch)
 
         def locked(reason):
@@ -305,9 +306,6 @@ class AgentService(BusService):
         elif kind is Refuse:
             self._log.error("{detail}", detail=action.detail)
 
-    def _oversize(self, routing_key, size):
-        self.drop("too large", f"dropped a {size}-byte message on {routing_key}: too "
-                               "large to be a packet")
 
     def _publish(self, messages):
         session = self.connector.session

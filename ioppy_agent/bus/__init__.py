@@ -22,8 +22,7 @@ from .config import DEFAULT_EXCHANGE, DEFAULT_HEARTBEAT, BusConfig
 from .connector import BusConnector, State
 from .errors import (AccessRefused, BusError, ExchangeMissing, FatalBusError, LoginRefused,
                      NotFound, ProtocolViolation, QueueHeld, QueueLocked, QueueMismatch,
-                     StreamMismatch,
-                     TLSFailed)
+                     StreamMismatch, TLSFailed)
 from .session import DEFAULT_QUEUE_LIMIT, BusSession
 
 __all__ = ["DEFAULT_EXCHANGE", "DEFAULT_HEARTBEAT", "DEFAULT_QUEUE_LIMIT", "AccessRefused",

@@ -5,7 +5,7 @@ How to reach the bus: the settings both programs share.
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from ..url import BrokerURL
+from .url import BrokerURL
 from .tls import TLSSettings
 
 DEFAULT_EXCHANGE = "amq.topic"

@@ -2,7 +2,7 @@
 What can go wrong on the bus, as types.  Every error the bus package raises
 or reports is a L{BusError}; those that retrying cannot fix are
 L{FatalBusError}s, and the connector stops on them.  The programs turn each
-fatal error into an exit status (L{ioppy_agent.process.exit_status_of}); the
+fatal error into an exit status (L{ioppy_agent.program.process.exit_status_of}); the
 bus package itself knows nothing of exit statuses.
 
 Pure: this module imports neither Twisted nor txamqp.

@@ -21,8 +21,8 @@ from .errors import (CHANNEL_ERROR, COMMAND_INVALID, FRAME_ERROR, NOT_IMPLEMENTE
                      UNEXPECTED_FRAME, ProtocolViolation)
 from .framing import (CHANNEL_CLOSE, CHANNEL_CLOSE_OK, CONNECTION_CLOSE, CONNECTION_CLOSE_OK,
                       CONTENT_METHODS, FRAME_BODY, FRAME_END, FRAME_HEAD, FRAME_HEADER,
-                      FRAME_HEARTBEAT, FRAME_MAX, FRAME_METHOD, MAX_BODY, METHOD_IDS,
-                      OVERHEAD, SERVER_METHODS, method_name)
+                      FRAME_HEARTBEAT, FRAME_MAX, FRAME_METHOD, MAX_BODY, METHOD_IDS, OVERHEAD,
+                      SERVER_METHODS, method_name)
 
 __all__ = ["Delivery", "FrameReader", "MethodFrame"]
 

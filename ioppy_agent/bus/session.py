@@ -16,8 +16,7 @@ from zope.interface import implementer
 
 from . import framing
 from .errors import (ACCESS_REFUSED, NOT_FOUND, PRECONDITION_FAILED, REPLY_SUCCESS,
-                     RESOURCE_LOCKED, NotFound, QueueLocked, QueueMismatch,
-                     StreamMismatch)
+                     RESOURCE_LOCKED, NotFound, QueueLocked, QueueMismatch, StreamMismatch)
 from .protocol import WHOLE
 from .replies import reply_of
 
@@ -334,7 +333,7 @@ class BusSession:
 
     def publish_message(self, message):
         """
-        Publish a control message, a L{ioppy_agent.wire.Message}: unlike a
+        Publish a control message, a L{ioppy_agent.model.wire.Message}: unlike a
         packet it is sent also while the send buffer is full or the broker
         blocks publishers (it is small, and losing it would lose state: an
         agent's routes, its acknowledgement, its announcement).  It carries

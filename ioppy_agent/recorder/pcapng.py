@@ -10,8 +10,8 @@ to its last block.
 import struct
 
 from .. import __version__
+from ..host.pcap import LINKTYPE_RAW
 
-LINKTYPE_RAW = 101
 SNAPLEN = 0  # no limit
 _SHB, _IDB, _EPB = 0x0A0D0D0A, 0x00000001, 0x00000006
 _BYTE_ORDER = 0x1A2B3C4D

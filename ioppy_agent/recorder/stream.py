@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .. import keys, wire
+from ..model import keys, wire
 from ..bus.framing import STAMP_HEADER, decode_table
 
 STREAM = keys.RECORD_STREAM

@@ -11,7 +11,7 @@ through the broker and never reach the router.
 It still carries what cannot go straight: packets from original ioppytest
 agents, and packets some of whose receivers are original agents: those
 sent without the mark of a packet sent straight, which the broker hands it
-(see L{ioppy_agent.keys}).  For each of those
+(see L{ioppy_agent.model.keys}).  For each of those
 it checks that
 the source belongs to the sender, finds who should get it (the owner of a
 unicast destination and the observers, or every peer for multicast), and
@@ -24,11 +24,11 @@ import ipaddress
 
 from twisted.logger import Logger
 
-from .. import control, keys, wire
-from ..actions import Drop, Forward
-from ..addressing import BadAddress, check_name
-from ..grants import Claims
-from ..routes import DIRECT, ROUTER, addresses_of, is_group, source_allowed
+from ..model import control, keys, wire
+from ..model.actions import Drop, Forward
+from ..model.addressing import BadAddress, check_name
+from ..model.grants import Claims
+from ..model.routes import DIRECT, ROUTER, addresses_of, is_group, source_allowed
 from .policy import FanOut
 from .steering import Steering
 
@@ -74,7 +74,7 @@ class PacketRouter:
         """
         @param policy: An L{IRoutingPolicy} (L{FanOut} if not given).
         @param router_id: Names this router in the routes it sends.
-        @param grants: The L{ioppy_agent.grants.Grants} agents' claims must
+        @param grants: The L{ioppy_agent.model.grants.Grants} agents' claims must
             keep within, or C{None}: the first claim of an address wins.
         @param session: The vhost of a session made by C{ioppy-session},
             or C{None}.  In a session, the messages whose routing key does

@@ -11,7 +11,7 @@ from twisted.logger import Logger
 
 from ..bus.streams import offset_at
 from ..recorder.retention import WARN_BELOW, Reach, shown_duration, top_sender
-from ..stats import WarnLimiter
+from ..program.stats import WarnLimiter
 
 # Seconds between two warnings that the record is short.
 WARN_EVERY = 300.0

@@ -19,18 +19,17 @@ from prometheus_client.core import GaugeMetricFamily
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from .. import control, keys, wire
-from ..actions import Drop, Forward
-from ..bus import (BusConfig, BusConnector, QueueHeld, QueueLocked, QueueMismatch,
-                   StreamMismatch)
-from ..grants import Grants
-from ..pcap import PcapError, PcapWriter
-from ..metrics import MetricsConfig
+from ..model import control, keys, wire
+from ..model.actions import Drop, Forward
+from ..bus import BusConfig, BusConnector, QueueHeld, QueueLocked, QueueMismatch, StreamMismatch
+from ..model.grants import Grants
+from ..host.pcap import PcapError, PcapWriter
+from ..program.metrics import MetricsConfig
 from ..recorder import stream
-from ..routes import addresses_of
+from ..model.routes import addresses_of
 from ..recorder.stream import RecordConfig
-from ..service import BusService, CannotStart
-from ..stats import ReportConfig, status_of, summary_line
+from ..program.service import BusService, CannotStart
+from ..program.stats import ReportConfig, status_of, summary_line
 from ..web import WebConfig, WebUnavailable, live
 from ..web.view import SessionView
 from .core import PacketRouter
@@ -270,9 +269,9 @@ class RouterService(BusService):
             d.addCallback(lambda _: session.declare_queue(keys.CAPTURE_QUEUE,
                                                           CAPTURE_BINDINGS))
             d.addCallback(lambda _: session.consume(keys.CAPTURE_QUEUE, self._capture,
-                                                    self._oversize, prefetch=prefetch))
+                                                    self.oversize, prefetch=prefetch))
         d.addCallback(lambda _: session.consume(ROUTER_QUEUE, self._from_bus,
-                                                self._oversize, prefetch=prefetch))
+                                                self.oversize, prefetch=prefetch))
         return d.addCallback(announce)
 
     def identity(self):
@@ -372,6 +371,3 @@ class RouterService(BusService):
                 session.publish(message.routing_key, message.body, message.content_type)
                 counters.moved("out", len(message.body))
 
-    def _oversize(self, routing_key, size):
-        self.drop("too large", f"dropped a {size}-byte message on {routing_key}: too "
-                               "large to be a packet")

@@ -7,7 +7,7 @@ routed behind it, whether it takes packets straight from the broker), or,
 for an original ioppytest agent that has not announced itself to this
 router, from the sources of its packets.  Who may reach whom is the
 L{IRoutingPolicy}'s; L{Steering.routes_for} turns it into bindings,
-destinations and senders (L{ioppy_agent.routes.Routes}).
+destinations and senders (L{ioppy_agent.model.routes.Routes}).
 
 A destination is reached straight through the broker only if every agent
 that should get the packet (its owner, and the observers) takes direct
@@ -21,7 +21,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from ..routes import DIRECT, NONE, ROUTER, Directory, Peer, Routes
+from ..model.routes import DIRECT, NONE, ROUTER, Directory, Peer, Routes
 
 # Sources learned from the packets of an agent that never announced its
 # addresses, at most.

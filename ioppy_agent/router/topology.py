@@ -1,11 +1,12 @@
 """
-Topology files: fixed routes between agents, as ioppytest's router uses.
+Topologies: fixed routes between agents, as ioppytest's router uses, parsed
+from the text of a topology file (L{ioppy_agent.router.tap} reads it).
 """
 
 import json
 from dataclasses import dataclass, field
 
-from ..addressing import BadAddress, check_name
+from ..model.addressing import BadAddress, check_name
 
 
 class BadTopology(ValueError):
@@ -75,17 +76,3 @@ def parse_topology(text):
     if not pairs and not watchers:
         raise BadTopology("the topology has no links and no observers")
     return Topology(frozenset(pairs), watchers)
-
-
-def read_topology(path):
-    """
-    @return: The L{Topology} in the file C{path}.
-    @raise BadTopology: if it cannot be read or parsed, naming the file.
-    """
-    try:
-        with open(path, encoding="utf-8") as f:
-            return parse_topology(f.read())
-    except OSError as e:
-        raise BadTopology(f"{path}: {e.strerror}") from None
-    except BadTopology as e:
-        raise BadTopology(f"{path}: {e}") from None

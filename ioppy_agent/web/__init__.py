@@ -8,7 +8,7 @@ links and rates, updated by server-sent events.
     the event stream every open page listens to.
 """
 
-from ..listening import CannotServe, ListenConfig
+from ..program.listening import CannotServe, ListenConfig
 
 # Where to serve the page (port None: nowhere), and the error when it cannot
 # be served.

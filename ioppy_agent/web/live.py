@@ -12,7 +12,7 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
-from ..listening import listen_tcp
+from ..program.listening import listen_tcp
 from . import WebUnavailable
 
 # Seconds between snapshots; open event streams at most.

@@ -36,7 +36,7 @@ class SessionView:
         """
         @param router: The L{ioppy_agent.router.PacketRouter}.
         @param connector: The router's L{ioppy_agent.bus.BusConnector}.
-        @param counters: The router's L{ioppy_agent.stats.Counters}.
+        @param counters: The router's L{ioppy_agent.program.stats.Counters}.
         @param standby: Returns whether the router stands by.
         @param topology: The fixed L{ioppy_agent.router.Topology}, if any.
         @param recording: What the session recorder keeps (a line), if on.

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from ioppy_agent.url import parse_amqp_url
+from ioppy_agent.bus.url import parse_amqp_url
 
 from .. import lab
 

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import time
 
-from ioppy_agent import keys, wire
+from ioppy_agent.model import keys, wire
 
 from .. import lab
 from ..lab.packets import echo_request

@@ -17,7 +17,8 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SkipTest
 
-from ioppy_agent import __version__, keys
+from ioppy_agent import __version__
+from ioppy_agent.model import keys
 
 from .. import lab
 from ..lab.broker import PrivateNode, TLSListener

@@ -1,5 +1,5 @@
 """
-L{ioppy_agent.tun.TunPort} on a real TUN device in a namespace of the test's
+L{ioppy_agent.host.tun.TunPort} on a real TUN device in a namespace of the test's
 own: the kernel answers a ping the port writes, and the port reads the reply.
 """
 
@@ -9,9 +9,9 @@ import time
 from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import SynchronousTestCase
 
-from ioppy_agent import netlink
-from ioppy_agent.addressing import make_addresses
-from ioppy_agent.tun import TunPort, open_tun
+from ioppy_agent.host import netlink
+from ioppy_agent.model.addressing import make_addresses
+from ioppy_agent.host.tun import TunPort, open_tun
 
 from ..lab.packets import echo_request
 from .harness import Namespace, require

@@ -22,7 +22,7 @@ broker's CPU time per 1000 packets.
   - C{cc}: C{.packet.raw} with the C{CC} header naming C{ioppy.to.<r>},
     each receiver bound to that key on amq.topic; the router binds
     C{fromAgent.*.ip.tun.packet.raw}, so it gets every packet;
-  - C{cc-marked}, the way chosen (L{ioppy_agent.keys}): C{cc}, and the
+  - C{cc-marked}, the way chosen (L{ioppy_agent.model.keys}): C{cc}, and the
     C{ioppy-direct} mark, which the router's headers exchange (one
     binding) drops, so that only unmarked packets reach the router;
   - C{peer-keys}: C{.packet.raw}, each agent bound to each peer's key, so
@@ -35,7 +35,7 @@ import struct
 
 from twisted.internet import defer
 
-from ioppy_agent import keys, wire
+from ioppy_agent.model import keys, wire
 from ioppy_agent.bus import framing
 
 from .system import cpu_seconds
@@ -122,7 +122,7 @@ def _declare(session, method, agents):
 
 
 def main(reactor, url, method, agents, seconds, broker_pid):
-    from ioppy_agent.url import parse_amqp_url
+    from ioppy_agent.bus.url import parse_amqp_url
 
     from .tools import _connect
 

@@ -34,14 +34,14 @@ def say(event, **fields):
 
 
 def _connect(reactor, url, name):
-    from ioppy_agent.url import parse_amqp_url
+    from ioppy_agent.bus.url import parse_amqp_url
 
     from .tools import _connect as connect
     return connect(reactor, parse_amqp_url(url), "amq.topic", name)
 
 
 def _packet(body, content_type):
-    from ioppy_agent import wire
+    from ioppy_agent.model import wire
     try:
         return wire.packet_of(body, content_type)
     except wire.BadMessage:
@@ -143,7 +143,7 @@ def original_agent(reactor, url, name, address):
     """
     Behave as the original ioppytest agent does on the bus.
     """
-    from ioppy_agent import control, keys, wire
+    from ioppy_agent.model import control, keys, wire
 
     @defer.inlineCallbacks
     def go():
@@ -190,7 +190,7 @@ def ioppytest_router(reactor, url, *pairs):
     """
     Forward with a fixed table, as ioppytest's router does.
     """
-    from ioppy_agent import keys, wire
+    from ioppy_agent.model import keys, wire
 
     table = {}
     for pair in pairs:

@@ -97,8 +97,8 @@ def _connect(reactor, url, exchange, name):
 def _publish_main(reactor, url, routing_key, body, exchange="amq.topic", copy_to=""):
     from twisted.internet import defer
 
-    from ioppy_agent import keys
-    from ioppy_agent.url import parse_amqp_url
+    from ioppy_agent.model import keys
+    from ioppy_agent.bus.url import parse_amqp_url
 
     @defer.inlineCallbacks
     def go():
@@ -134,7 +134,7 @@ def _try_as_main(reactor, url, action, *args):
     from txamqp.client import Closed
 
     from ioppy_agent.bus.replies import reply_of
-    from ioppy_agent.url import parse_amqp_url
+    from ioppy_agent.bus.url import parse_amqp_url
 
     @defer.inlineCallbacks
     def go():
@@ -196,8 +196,8 @@ def _broker_rate_main(reactor, url, size, wire_format, seconds):
     """
     from twisted.internet import defer
 
-    from ioppy_agent import wire
-    from ioppy_agent.url import parse_amqp_url
+    from ioppy_agent.model import wire
+    from ioppy_agent.bus.url import parse_amqp_url
 
     broker = parse_amqp_url(url)
     packet = bytes([0x45]) + bytes(int(size) - 1)
@@ -242,8 +242,8 @@ def _broker_rate_main(reactor, url, size, wire_format, seconds):
 def _flood_main(reactor, url, routing_key, size, megabytes, seconds="60"):
     from twisted.internet import defer
 
-    from ioppy_agent import wire
-    from ioppy_agent.url import parse_amqp_url
+    from ioppy_agent.model import wire
+    from ioppy_agent.bus.url import parse_amqp_url
 
     invented = size == "ready"
     if size == "echo":
@@ -305,8 +305,8 @@ def _broker_latency_main(reactor, url, count, interval):
     """
     from twisted.internet import defer, task
 
-    from ioppy_agent import wire
-    from ioppy_agent.url import parse_amqp_url
+    from ioppy_agent.model import wire
+    from ioppy_agent.bus.url import parse_amqp_url
 
     broker = parse_amqp_url(url)
     queue = f"ioppy.lab.latency.{os.getpid()}"
@@ -394,7 +394,7 @@ def connections(url, count, hold=2.0):
 def _connections_main(reactor, url, count, hold):
     from twisted.internet import defer, task
 
-    from ioppy_agent.url import parse_amqp_url
+    from ioppy_agent.bus.url import parse_amqp_url
 
     @defer.inlineCallbacks
     def go():

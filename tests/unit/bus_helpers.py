@@ -11,7 +11,7 @@ from ioppy_agent.bus.protocol import BusProtocol
 from ioppy_agent.bus.spec import load_spec
 from ioppy_agent.bus.login import open_session
 from ioppy_agent.testing import BusPump
-from ioppy_agent.url import parse_amqp_url
+from ioppy_agent.bus.url import parse_amqp_url
 
 URL = parse_amqp_url("amqp://alice:hunter2@broker/interop")
 

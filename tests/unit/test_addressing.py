@@ -1,13 +1,13 @@
 """
-Tests for L{ioppy_agent.addressing}.
+Tests for L{ioppy_agent.model.addressing}.
 """
 
 import ipaddress
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ioppy_agent.addressing import (BadAddress, check_name, default_addresses,
-                                    make_addresses, name_number, parse_ipv4)
+from ioppy_agent.model.addressing import (BadAddress, check_name, default_addresses,
+                                          make_addresses, name_number, parse_ipv4)
 
 
 class NameTests(SynchronousTestCase):

@@ -12,17 +12,16 @@ from twisted.trial.unittest import SynchronousTestCase
 from txamqp.client import ChannelClosed
 from txamqp.message import Message as AMQPMessage
 
-from ioppy_agent import keys, wire
-from ioppy_agent.addressing import default_addresses
+from ioppy_agent.model import keys, wire
+from ioppy_agent.model.addressing import default_addresses
 from ioppy_agent.agent import AgentConfig, AgentService, Interface
 from ioppy_agent.agent.service import HELD_RETRY
 from ioppy_agent.bus import BusConfig, QueueHeld, State
 from ioppy_agent.bus.spec import load_spec
-from ioppy_agent.netlink import NetlinkFailure
-from ioppy_agent.testing import (MemoryLinks, MemoryTunDevice, RecordingConnector,
-                                 RecordingSession)
-from ioppy_agent.tun import TunError
-from ioppy_agent.url import parse_amqp_url
+from ioppy_agent.host.netlink import NetlinkFailure
+from ioppy_agent.testing import MemoryLinks, MemoryTunDevice, RecordingConnector, RecordingSession
+from ioppy_agent.host.tun import TunError
+from ioppy_agent.bus.url import parse_amqp_url
 
 from ..helpers import fixture
 from .ip import reply_to
@@ -35,7 +34,7 @@ INBOUND = reply_to(PACKET)
 
 class FakeProcess:
     """
-    Records what L{ioppy_agent.process.ProcessControl} would be asked.
+    Records what L{ioppy_agent.program.process.ProcessControl} would be asked.
     """
 
     def __init__(self):
@@ -126,7 +125,7 @@ class StartTests(AgentTestCase):
         port reads packets, so that writing into the TUN never outruns
         reading it.
         """
-        from ioppy_agent.tun import TunPort
+        from ioppy_agent.host.tun import TunPort
         self.assertEqual(self.connector.options["deliveries_per_read"],
                          TunPort.max_packets_per_read)
 

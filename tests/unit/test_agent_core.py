@@ -9,9 +9,10 @@ import json
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from ioppy_agent import control, keys, wire
-from ioppy_agent.actions import Drop, Forward, Publish, Readdress, Refuse, Reroute, WriteToTun
-from ioppy_agent.addressing import default_addresses, make_addresses
+from ioppy_agent.model import control, keys, wire
+from ioppy_agent.model.actions import (Drop, Forward, Publish, Readdress, Refuse, Reroute,
+                                       WriteToTun)
+from ioppy_agent.model.addressing import default_addresses, make_addresses
 from ioppy_agent.agent import AgentCore
 
 from ..helpers import fixture

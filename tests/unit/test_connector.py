@@ -13,7 +13,7 @@ from txamqp.connection import Frame, Heartbeat
 from ioppy_agent.bus import AccessRefused, BusConfig, BusConnector, QueueLocked, State
 from ioppy_agent.bus.connector import TRANSITIONS
 from ioppy_agent.testing import BusPump
-from ioppy_agent.url import parse_amqp_url
+from ioppy_agent.bus.url import parse_amqp_url
 
 from .bus_helpers import URL, broker_handshake, method_names
 

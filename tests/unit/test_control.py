@@ -1,5 +1,5 @@
 """
-Tests for L{ioppy_agent.control}: the control messages against ioppytest's
+Tests for L{ioppy_agent.model.control}: the control messages against ioppytest's
 recorded ones, and what this project adds to them.
 """
 
@@ -8,9 +8,9 @@ import json
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ioppy_agent import control, wire
-from ioppy_agent.addressing import default_addresses
-from ioppy_agent.routes import Peer, Routes
+from ioppy_agent.model import control, wire
+from ioppy_agent.model.addressing import default_addresses
+from ioppy_agent.model.routes import Peer, Routes
 
 from ..helpers import fixture
 
@@ -170,7 +170,7 @@ class StatsMessageTests(SynchronousTestCase):
         The report carries the counters, times and broker, and reads back;
         it has no interface_name, so ioppytest's sniffer leaves it alone.
         """
-        from ioppy_agent.stats import Counters
+        from ioppy_agent.program.stats import Counters
         counters = Counters()
         counters.moved("out", 84)
         counters.dropped("no route")

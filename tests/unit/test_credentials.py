@@ -1,5 +1,5 @@
 """
-Tests for L{ioppy_agent.credentials}: the permissions each user of a
+Tests for L{ioppy_agent.admin.credentials}: the permissions each user of a
 session gets, and the C{ioppy-session} command on a fake C{rabbitmqctl}.
 """
 
@@ -12,8 +12,9 @@ import stat
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ioppy_agent import credentials, keys
-from ioppy_agent.url import parse_amqp_url
+from ioppy_agent.admin import credentials
+from ioppy_agent.model import keys
+from ioppy_agent.bus.url import parse_amqp_url
 
 
 def allows(pattern, text):

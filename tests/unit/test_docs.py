@@ -10,11 +10,12 @@ import re
 from twisted.scripts._twistd_unix import ServerOptions
 from twisted.trial.unittest import SynchronousTestCase
 
-from ioppy_agent.cli import ConnectOptions
+from ioppy_agent.agent.cli import ConnectOptions
 from ioppy_agent.recorder.capture import CaptureOptions
-from ioppy_agent.tap import AgentOptions, RouterOptions
+from ioppy_agent.agent.tap import AgentOptions
+from ioppy_agent.router.tap import RouterOptions
 
-from .test_layout import PACKAGE, ROOT, modules
+from .test_layout import CORES, PACKAGE, PURE, ROOT, modules
 
 OPERATING = os.path.join(ROOT, "docs", "operating.md")
 ARCHITECTURE = os.path.join(ROOT, "docs", "architecture.md")
@@ -57,7 +58,7 @@ def session_options():
     """
     @return: The options of C{ioppy-session} and its commands.
     """
-    from ioppy_agent.credentials import parser
+    from ioppy_agent.admin.credentials import parser
     top = parser()
     names = {o for a in top._actions for o in a.option_strings}
     for action in top._actions:
@@ -144,3 +145,36 @@ class ModuleMapTests(SynchronousTestCase):
             else:
                 self.assertIn(f"  {name} ", tree, relative)
         self.assertTrue(os.path.isdir(PACKAGE))
+
+    def test_claims_enforced(self):
+        """
+        Every module the map calls pure is checked as pure by test_layout,
+        and every module it says does no I/O is checked as a core; and the
+        other way round.
+        """
+        text = read(ARCHITECTURE)
+        tree = text.split("## Module map", 1)[1].split("```", 2)[1]
+        marked = {"(pure)": set(), "(no I/O)": set()}
+        package = ""
+        for line in tree.splitlines():
+            if re.match(r"^  [a-z]+/$", line):
+                package = line.strip()
+            found = re.match(r"^    (\S+\.py) ", line)
+            for mark, names in marked.items():
+                if found and line.rstrip().endswith(mark):
+                    names.add(package + found.group(1))
+        self.assertEqual(marked["(pure)"], set(PURE) | {"model/__init__.py"})
+        self.assertEqual(marked["(no I/O)"], set(CORES) - set(PURE))
+
+
+class ReadmeTests(SynchronousTestCase):
+    """
+    The README stays short enough to read first.
+    """
+
+    def test_length(self):
+        lines = read(README).splitlines()
+        self.assertLessEqual(len(lines), 200)
+        headings = [line for line in lines if line.startswith("## ")]
+        self.assertEqual(headings, ["## Install", "## Run", "## Options", "## How it works",
+                                    "## Test", "## Benchmark", "## Read more"])

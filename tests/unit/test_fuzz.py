@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from ioppy_agent import keys, wire
-from ioppy_agent.actions import Drop
+from ioppy_agent.model import keys, wire
+from ioppy_agent.model.actions import Drop
 from ioppy_agent.router import PacketRouter
 
 from .ip import ipv4

@@ -1,5 +1,5 @@
 """
-Tests for L{ioppy_agent.grants}, and for what the router and the agent do
+Tests for L{ioppy_agent.model.grants}, and for what the router and the agent do
 with them and with the C{user_id} of messages in a session made by
 C{ioppy-session}: only the owner announces, claims and steers.
 """
@@ -12,17 +12,17 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from ioppy_agent import control, keys, wire
-from ioppy_agent.actions import Drop, WriteToTun
-from ioppy_agent.addressing import default_addresses
+from ioppy_agent.model import control, keys, wire
+from ioppy_agent.model.actions import Drop, WriteToTun
+from ioppy_agent.model.addressing import default_addresses
 from ioppy_agent.agent import AgentService, Interface
 from ioppy_agent.agent.core import AgentCore
 from ioppy_agent.bus import BusConfig, QueueHeld
-from ioppy_agent.grants import BadGrants, Claims, Grants, default_grant
+from ioppy_agent.model.grants import BadGrants, Claims, Grants, default_grant
 from ioppy_agent.router import PacketRouter, RouterConfig, RouterService
-from ioppy_agent.routes import DIRECT, Peer, Routes
+from ioppy_agent.model.routes import DIRECT, Peer, Routes
 from ioppy_agent.testing import RecordingConnector, RecordingSession
-from ioppy_agent.url import parse_amqp_url
+from ioppy_agent.bus.url import parse_amqp_url
 
 from .ip import ipv4, ipv6
 from .test_agent import QUEUE, AgentTestCase, FakeProcess

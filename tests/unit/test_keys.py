@@ -1,12 +1,12 @@
 """
-Tests for L{ioppy_agent.keys}: the one grammar of the bus's names.
+Tests for L{ioppy_agent.model.keys}: the one grammar of the bus's names.
 """
 
 import re
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ioppy_agent import keys
+from ioppy_agent.model import keys
 
 from ..helpers import fixture
 

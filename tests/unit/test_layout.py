@@ -1,6 +1,6 @@
 """
-The shape of the package: what is shipped, how large each module is, and
-which modules stay pure.
+The shape of the package: what is shipped, how large each module is, which
+modules stay pure, and that its layers only import downwards.
 """
 
 import ast
@@ -15,13 +15,22 @@ PACKAGE = os.path.dirname(os.path.abspath(ioppy_agent.__file__))
 ROOT = os.path.dirname(PACKAGE)
 MAX_LINES = 400
 
-# Modules that must not import Twisted or txamqp, and cores that do no I/O.
+# Modules that must not import Twisted or txamqp (every module of the
+# message model, and those docs/architecture.md calls pure), and cores that
+# do no I/O.
+PURE_PACKAGES = ("model",)
 PURE = ("bus/errors.py", "bus/framing.py", "bus/reader.py", "bus/content.py",
-        "bus/conversation.py", "wire.py", "keys.py", "addressing.py", "actions.py",
-        "grants.py")
-CORES = ("agent/core.py", "router/core.py", "router/policy.py", "router/topology.py")
-IO = ("os", "socket", "subprocess", "twisted.internet", "ioppy_agent.tun",
-      "ioppy_agent.netlink", "ioppy_agent.bus", "pyroute2", "pytun")
+        "bus/conversation.py", "recorder/window.py", "recorder/retention.py", "web/view.py",
+        "router/steering.py")
+CORES = ("agent/core.py", "router/core.py", "router/policy.py", "router/topology.py",
+         "router/steering.py")
+IO = ("os", "socket", "subprocess", "twisted.internet", "ioppy_agent.host",
+      "ioppy_agent.bus", "pyroute2", "pytun")
+# The layers, lowest first: a module may import only from its own package
+# and from lower layers (and the package's __version__).
+LAYERS = {"model": 1, "host": 2, "bus": 2, "program": 3, "web": 4, "recorder": 4,
+          "agent": 5, "router": 5, "admin": 5}
+TOP = 6  # modules at the top level: __main__, testing (the fakes)
 
 
 def modules():
@@ -89,10 +98,11 @@ class LayoutTests(SynchronousTestCase):
         """
         Nothing shipped starts processes or runs rabbitmqctl (a message may
         tell the operator to): that is the lab's, in tests/lab.  The one exception is the organiser's command,
-        C{ioppy-session} (credentials.py), whose job is to run rabbitmqctl.
+        C{ioppy-session} (admin/credentials.py), whose job is to run
+        rabbitmqctl.
         """
         for relative in modules():
-            if relative == "credentials.py":
+            if relative == "admin/credentials.py":
                 continue
             self.assertNotIn("subprocess", imports(relative), relative)
             with open(os.path.join(PACKAGE, relative), encoding="utf-8") as f:
@@ -102,10 +112,13 @@ class LayoutTests(SynchronousTestCase):
 
     def test_pure_modules(self):
         """
-        The framing, reader, conversation and errors of the bus, the wire
-        format and the actions import neither Twisted nor txamqp.
+        The message model, and the framing, reader, conversation and errors
+        of the bus, the recorder's window and retention, the page's view and
+        the router's steering import neither Twisted nor txamqp.
         """
-        for relative in PURE:
+        pure = [m for m in modules() if m.split(os.sep)[0] in PURE_PACKAGES] + list(PURE)
+        self.assertGreater(len(pure), len(PURE))
+        for relative in pure:
             found = {name for name in imports(relative)
                      if name.split(".")[0] in ("twisted", "txamqp")}
             self.assertEqual(found, set(), relative)
@@ -119,3 +132,57 @@ class LayoutTests(SynchronousTestCase):
             found = {name for name in imports(relative)
                      if any(name == io or name.startswith(io + ".") for io in IO)}
             self.assertEqual(found, set(), relative)
+
+
+def layer_of(name):
+    """
+    @return: The layer of module C{name} (dotted, absolute), or C{None} for
+        one outside the package.
+    """
+    parts = name.split(".")
+    if parts[0] != "ioppy_agent":
+        return None
+    if len(parts) == 1:
+        return 0
+    return LAYERS.get(parts[1], TOP)
+
+
+class LayerTests(SynchronousTestCase):
+    """
+    The package in layers: the message model, then host I/O and the bus,
+    then the programs' skeleton, then the page and the recorder, then the
+    programs and the organiser's command.
+    """
+
+    def test_every_package_has_a_layer(self):
+        packages = {m.split(os.sep)[0] for m in modules() if os.sep in m}
+        self.assertEqual(packages, set(LAYERS))
+
+    def test_imports_go_down(self):
+        """
+        No module imports from a package of its own layer or above, but its
+        own.
+        """
+        upward = []
+        for relative in modules():
+            here = "ioppy_agent." + relative[:-3].replace(os.sep, ".")
+            if here.endswith(".__init__"):
+                here = here[:-len(".__init__")]
+            mine = layer_of(here)
+            package = here.split(".")[:2]
+            for name in imports(relative):
+                theirs = layer_of(name)
+                if theirs is None or name.split(".")[:2] == package:
+                    continue
+                if theirs >= mine:
+                    upward.append((relative, name))
+        self.assertEqual(upward, [])
+
+    def test_check_can_fail(self):
+        """
+        The layer check sees an import upwards for what it is.
+        """
+        self.assertGreater(layer_of("ioppy_agent.router.core"), layer_of("ioppy_agent.bus"))
+        self.assertEqual(layer_of("ioppy_agent.testing"), TOP)
+        self.assertEqual(layer_of("ioppy_agent"), 0)
+        self.assertIsNone(layer_of("twisted.internet"))

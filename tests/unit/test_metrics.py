@@ -1,5 +1,5 @@
 """
-Tests for L{ioppy_agent.metrics}: what the collector reports of a service,
+Tests for L{ioppy_agent.program.metrics}: what the collector reports of a service,
 and listening for scrapes.
 """
 
@@ -13,10 +13,11 @@ from twisted.internet.task import Clock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from ioppy_agent import keys, metrics
-from ioppy_agent.metrics import MetricsConfig, MetricsUnavailable, registry_for
+from ioppy_agent.model import keys
+from ioppy_agent.program import metrics
+from ioppy_agent.program.metrics import MetricsConfig, MetricsUnavailable, registry_for
 from ioppy_agent.router import ROUTER_QUEUE, RouterConfig, RouterService
-from ioppy_agent.tap import RouterOptions
+from ioppy_agent.router.tap import RouterOptions
 from ioppy_agent.testing import RecordingConnector, RecordingSession
 
 from .test_agent import FakeProcess
@@ -86,8 +87,8 @@ class CollectorTests(SynchronousTestCase):
         tun.stats report; a report from an agent it does not know is not
         kept, and an agent that leaves is forgotten.
         """
-        from ioppy_agent import control
-        from ioppy_agent.stats import Counters
+        from ioppy_agent.model import control
+        from ioppy_agent.program.stats import Counters
         self.service.connector.connect(self.session)
         self.session.deliver(ROUTER_QUEUE, *started("agent_1"))
         counters = Counters()

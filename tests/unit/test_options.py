@@ -1,5 +1,5 @@
 """
-Tests for L{ioppy_agent.tap}: options and service construction.
+Tests for L{ioppy_agent.program.tap}: options and service construction.
 """
 
 import os
@@ -10,11 +10,11 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from ioppy_agent.agent import AgentService
-from ioppy_agent.process import ProcessControl
+from ioppy_agent.program.process import ProcessControl
 from ioppy_agent.router import RouterService, Topology
-from ioppy_agent.tap import (AgentOptions, RouterOptions, make_agent_service,
-                             make_router_service)
-from ioppy_agent.url import BrokerURL
+from ioppy_agent.agent.tap import AgentOptions, make_agent_service
+from ioppy_agent.router.tap import RouterOptions, make_router_service
+from ioppy_agent.bus.url import BrokerURL
 
 
 class EnvTestCase(SynchronousTestCase):

@@ -1,5 +1,5 @@
 """
-Tests for L{ioppy_agent.pcap}.
+Tests for L{ioppy_agent.host.pcap}.
 """
 
 import errno
@@ -10,7 +10,7 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from ioppy_agent.pcap import LINKTYPE_RAW, PcapError, PcapWriter
+from ioppy_agent.host.pcap import LINKTYPE_RAW, PcapError, PcapWriter
 
 
 def read_pcap(path):

@@ -1,5 +1,5 @@
 """
-Tests for L{ioppy_agent.process}.
+Tests for L{ioppy_agent.program.process}.
 """
 
 import signal
@@ -8,7 +8,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from ioppy_agent.process import ProcessControl, _exit_now
+from ioppy_agent.program.process import ProcessControl, _exit_now
 
 
 class ProcessControlTests(SynchronousTestCase):
@@ -122,7 +122,7 @@ class ExitStatusTests(SynchronousTestCase):
         anything else 1.
         """
         from ioppy_agent.bus import errors
-        from ioppy_agent.process import exit_status_of
+        from ioppy_agent.program.process import exit_status_of
         cases = [(errors.QueueLocked("x"), 2), (errors.LoginRefused("x"), 3),
                  (errors.AccessRefused("x"), 3), (errors.ExchangeMissing("x"), 3),
                  (errors.TLSFailed("x"), 4), (errors.FatalBusError("x"), 1)]

@@ -18,15 +18,14 @@ from txamqp.connection import Frame
 
 from ioppy_agent.bus import framing
 from ioppy_agent.bus.errors import (AccessRefused, ExchangeMissing, LoginRefused, NotFound,
-                                    QueueLocked, QueueMismatch, StreamMismatch,
-                                    TLSFailed)
+                                    QueueLocked, QueueMismatch, StreamMismatch, TLSFailed)
 from ioppy_agent.bus.connector import describe
 from ioppy_agent.bus.protocol import BusProtocol
 from ioppy_agent.bus.spec import load_spec
 from ioppy_agent.bus.login import open_session
 from ioppy_agent.bus.replies import reply_of
 from ioppy_agent.bus.session import BusSession
-from ioppy_agent.wire import Message, as_bytes
+from ioppy_agent.model.wire import Message, as_bytes
 
 from .bus_helpers import (URL, ProtocolTestCase, broker_login, delivery_bytes,
                           method_names)

@@ -11,7 +11,7 @@ from twisted.internet.task import Clock
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
-from ioppy_agent import keys, wire
+from ioppy_agent.model import keys, wire
 from ioppy_agent.bus import BusConfig, NotFound
 from ioppy_agent.bus.content import Delivery
 from ioppy_agent.bus.framing import STAMP_HEADER, Timestamp, encode_table
@@ -21,7 +21,7 @@ from ioppy_agent.recorder.stream import (BINDINGS, MARKER, STREAM, BadRetention,
                                          RecordConfig, entry_of, parse_age, parse_size)
 from ioppy_agent.recorder.window import SKEW, BadTime, Window, parse_time
 from ioppy_agent.testing import RecordingConnector, RecordingSession
-from ioppy_agent.url import parse_amqp_url
+from ioppy_agent.bus.url import parse_amqp_url
 
 PACKET = bytes.fromhex("4500001c0001000040017ce20a0200010a0200020800f7ff00000000")
 BUS = BusConfig(urls=(parse_amqp_url("amqp://u:secret@h/v"),))

@@ -15,7 +15,7 @@ from ioppy_agent.recorder.retention import WARN_BELOW, Reach, shown_duration, to
 from ioppy_agent.recorder.stream import STREAM, RecordConfig
 from ioppy_agent.router import RouterConfig, RouterService
 from ioppy_agent.router.recording import WARN_EVERY
-from ioppy_agent.tap import RouterOptions
+from ioppy_agent.router.tap import RouterOptions
 from ioppy_agent.testing import RecordingConnector, RecordingSession
 
 from .test_agent import FakeProcess

@@ -11,16 +11,16 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from ioppy_agent import control, keys, wire
-from ioppy_agent.actions import Drop, Forward
-from ioppy_agent.addressing import default_addresses, make_addresses
+from ioppy_agent.model import control, keys, wire
+from ioppy_agent.model.actions import Drop, Forward
+from ioppy_agent.model.addressing import default_addresses, make_addresses
 from ioppy_agent.bus import BusConfig, QueueHeld
 from ioppy_agent.router import (BINDINGS, ROUTER_QUEUE, BadTopology, FanOut, FixedTopology,
                                 IRoutingPolicy, PacketRouter, RouterConfig, RouterService,
                                 Topology, parse_topology, read_topology)
 from ioppy_agent.router.service import STANDBY_RETRY
 from ioppy_agent.testing import RecordingConnector, RecordingSession
-from ioppy_agent.url import parse_amqp_url
+from ioppy_agent.bus.url import parse_amqp_url
 
 from ..helpers import fixture
 from .ip import ipv4, ipv6

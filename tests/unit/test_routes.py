@@ -1,5 +1,5 @@
 """
-Tests for L{ioppy_agent.routes}: addresses in packets, owners of addresses,
+Tests for L{ioppy_agent.model.routes}: addresses in packets, owners of addresses,
 and the source check.
 """
 
@@ -7,8 +7,8 @@ import ipaddress
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ioppy_agent.addressing import BadAddress
-from ioppy_agent.routes import Directory, addresses_of, is_group, network, source_allowed
+from ioppy_agent.model.addressing import BadAddress
+from ioppy_agent.model.routes import Directory, addresses_of, is_group, network, source_allowed
 
 from .ip import ipv4, ipv6
 

@@ -1,5 +1,5 @@
 """
-Tests for L{ioppy_agent.stats}.
+Tests for L{ioppy_agent.program.stats}.
 """
 
 import json
@@ -9,8 +9,8 @@ from twisted.internet.task import Clock
 from twisted.logger import Logger, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from ioppy_agent.stats import (Counters, ReportConfig, Reporter, WarnLimiter, status_of,
-                               summary_line)
+from ioppy_agent.program.stats import (Counters, ReportConfig, Reporter, WarnLimiter, status_of,
+                                       summary_line)
 
 
 class WarnLimiterTests(SynchronousTestCase):

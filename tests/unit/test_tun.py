@@ -1,5 +1,5 @@
 """
-Tests for L{ioppy_agent.tun} against an in-memory device.
+Tests for L{ioppy_agent.host.tun} against an in-memory device.
 """
 
 import errno
@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import pytun
 
-from ioppy_agent import tun
+from ioppy_agent.host import tun
 from ioppy_agent.testing import MemoryTunDevice
 
 

@@ -1,10 +1,10 @@
 """
-Tests for L{ioppy_agent.url}.
+Tests for L{ioppy_agent.bus.url}.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ioppy_agent.url import BadURL, BrokerURL, parse_amqp_url
+from ioppy_agent.bus.url import BadURL, BrokerURL, parse_amqp_url
 
 
 class ParseTests(SynchronousTestCase):

@@ -10,13 +10,13 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
-from ioppy_agent import control, keys
+from ioppy_agent.model import control, keys
 from ioppy_agent.bus import State, StreamMismatch
 from ioppy_agent.recorder.stream import BINDINGS as RECORD_BINDINGS, STREAM, RecordConfig
 from ioppy_agent.router import ROUTER_QUEUE, RouterConfig, RouterService
 from ioppy_agent.router.topology import parse_topology
-from ioppy_agent.stats import Counters
-from ioppy_agent.tap import RouterOptions
+from ioppy_agent.program.stats import Counters
+from ioppy_agent.router.tap import RouterOptions
 from ioppy_agent.testing import RecordingConnector, RecordingSession
 from ioppy_agent.web import WebConfig, live
 from ioppy_agent.web.view import HISTORY

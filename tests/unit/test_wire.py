@@ -1,12 +1,12 @@
 """
-Tests for L{ioppy_agent.wire}, against messages recorded from ioppytest.
+Tests for L{ioppy_agent.model.wire}, against messages recorded from ioppytest.
 """
 
 import json
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ioppy_agent import wire
+from ioppy_agent.model import wire
 
 from ..helpers import fixture
 

@@ -10,17 +10,17 @@ import tempfile
 
 from twisted.internet.task import Clock
 
-from ioppy_agent import control, keys, wire
-from ioppy_agent.addressing import default_addresses
+from ioppy_agent.model import control, keys, wire
+from ioppy_agent.model.addressing import default_addresses
 from ioppy_agent.agent.core import AgentCore
 from ioppy_agent.bus import BusConfig
-from ioppy_agent.grants import Grants
+from ioppy_agent.model.grants import Grants
 from ioppy_agent.recorder.stream import RecordConfig
 from ioppy_agent.router import RouterConfig, RouterService
-from ioppy_agent.routes import DIRECT, Peer, Routes
-from ioppy_agent.stats import Counters
+from ioppy_agent.model.routes import DIRECT, Peer, Routes
+from ioppy_agent.program.stats import Counters
 from ioppy_agent.testing import RecordingConnector, RecordingSession
-from ioppy_agent.url import parse_amqp_url
+from ioppy_agent.bus.url import parse_amqp_url
 
 from .ip import ipv4
 from .test_agent import FakeProcess

@@ -21,7 +21,7 @@ input, never on a command line.
 What each user may do (RabbitMQ checks the regular permissions on queues
 and exchanges, and the topic permissions on the routing key of each publish
 and each binding to a topic exchange), made from the names in
-L{ioppy_agent.keys}:
+L{ioppy_agent.model.keys}:
 
   - participant C{agent_N}: nothing to configure (RabbitMQ's configure
     permission covers exchanges as well as queues, and an exchange or a
@@ -60,11 +60,11 @@ import sys
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from . import keys
-from .addressing import BadAddress, check_name
-from .bus import DEFAULT_EXCHANGE
-from .grants import BadGrants, Grants
-from .url import BadURL, parse_amqp_url
+from ..model import keys
+from ..model.addressing import BadAddress, check_name
+from ..bus import DEFAULT_EXCHANGE
+from ..model.grants import BadGrants, Grants
+from ..bus.url import BadURL, parse_amqp_url
 
 ROUTER = keys.SESSION_ROUTER
 GRANTS_FILE = "grants.json"

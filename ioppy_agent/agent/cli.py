@@ -15,7 +15,7 @@ import sys
 from twisted.logger import globalLogBeginner, textFileLogObserver
 from twisted.python import usage
 
-from . import __version__
+from .. import __version__
 from .tap import AgentOptions, make_agent_service
 
 

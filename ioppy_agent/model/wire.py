@@ -1,7 +1,7 @@
 """
 The ioppytest message format: functions between packet bytes and message
 bodies.  Pure functions, no I/O.  The routing keys are in
-L{ioppy_agent.keys}, the control messages in L{ioppy_agent.control}.
+L{ioppy_agent.model.keys}, the control messages in L{ioppy_agent.model.control}.
 
 A packet travels as a JSON body::
 
@@ -52,7 +52,7 @@ class Message(NamedTuple):
     @ivar headers: More of the C{headers} property, C{((name, value), ...)}
         with text or a tuple of texts as values: for a packet sent straight
         to its receivers, C{CC} with their inbox keys (see
-        L{ioppy_agent.keys}); C{None} for one the router forwards.
+        L{ioppy_agent.model.keys}); C{None} for one the router forwards.
     """
 
     routing_key: str

@@ -15,7 +15,7 @@ import sys
 from twisted.application import service
 from twisted.logger import Logger
 
-from .bus.errors import AccessRefused, ExchangeMissing, LoginRefused, QueueLocked, TLSFailed
+from ..bus.errors import AccessRefused, ExchangeMissing, LoginRefused, QueueLocked, TLSFailed
 
 # Exit statuses, as the README lists them.
 EXIT_FAILURE = 1      # bad options; TUN, namespace or interface set-up failed

@@ -32,8 +32,8 @@ from prometheus_client.twisted import MetricsResource
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from . import __version__
-from .bus import State
+from .. import __version__
+from ..bus import State
 from .listening import CannotServe, ListenConfig, listen_tcp
 
 # Where to serve the metrics (port None: nowhere), and the error when it
@@ -51,7 +51,7 @@ class BusCollector:
         """
         @param program: C{"agent"} or C{"router"}.
         @param name: The agent's name, or C{"router"}.
-        @param service: The L{ioppy_agent.service.BusService}; its
+        @param service: The L{ioppy_agent.program.service.BusService}; its
             C{extra_metrics()} yields more metric families.
         """
         self._program = program

@@ -11,7 +11,7 @@ import struct
 from twisted.logger import Logger
 
 PCAP_MAGIC = 0xA1B2C3D4
-LINKTYPE_RAW = 101
+LINKTYPE_RAW = 101  # "raw IP": the packet starts with its IP header; pcapng too
 SNAPLEN = 65535
 
 

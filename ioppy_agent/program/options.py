@@ -11,9 +11,9 @@ import re
 
 from twisted.python import usage
 
-from .bus import DEFAULT_EXCHANGE, DEFAULT_HEARTBEAT, BusConfig
-from .bus.tls import TLSConfigError, TLSSettings, load_ca, load_client_certificate
-from .url import DEFAULT_URL, BadURL, parse_amqp_url
+from ..bus import DEFAULT_EXCHANGE, DEFAULT_HEARTBEAT, BusConfig
+from ..bus.tls import TLSConfigError, TLSSettings, load_ca, load_client_certificate
+from ..bus.url import DEFAULT_URL, BadURL, parse_amqp_url
 
 _EXCHANGE = re.compile(r"[A-Za-z0-9_.:-]{1,255}\Z")
 

@@ -12,10 +12,10 @@ reading them back.  Pure functions, no I/O.
   - C{routing.lossy.link.start}: drop the next N packets of the session;
 
 and this project's own, under C{ioppy.#} where ioppytest's tools do not
-look (see L{ioppy_agent.keys}):
+look (see L{ioppy_agent.model.keys}):
 
   - C{ioppy.routes.<name>}: the router's routes for one agent
-    (L{ioppy_agent.routes.Routes});
+    (L{ioppy_agent.model.routes.Routes});
   - C{ioppy.bound.<name>}: the agent has taken those routes (it knows the
     addresses of the agents that may send to it), so they may now send to
     it straight;
@@ -74,7 +74,7 @@ def _ioppytest_prefix(prefixes):
 
 def started(name, addresses, routes=()):
     """
-    @param addresses: A L{ioppy_agent.addressing.TunAddresses}.
+    @param addresses: A L{ioppy_agent.model.addressing.TunAddresses}.
     @param routes: The prefixes routed behind the agent's host.
     @return: C{fromAgent.<name>.ip.tun.started} announcing C{addresses}.
     """
@@ -180,7 +180,7 @@ def is_roll_call(body):
 def tun_start_addresses(body):
     """
     @return: C{(ipv4_cidr, ipv6_prefix, ipv6_host)} from a C{tun.start} body,
-        as text for L{ioppy_agent.addressing.make_addresses}.
+        as text for L{ioppy_agent.model.addressing.make_addresses}.
     @raise BadMessage: if a field is missing or not text.
     """
     obj = decode_json(body)
@@ -209,7 +209,7 @@ def routes_message(name, routes):
 def routes_of(body):
     """
     @return: The L{Routes} of a routes message.
-    @raise BadMessage: if it is not one (L{ioppy_agent.routes.BadRoutes}
+    @raise BadMessage: if it is not one (L{ioppy_agent.model.routes.BadRoutes}
         says why).
     """
     try:
@@ -239,7 +239,7 @@ def bound_of(body):
 
 def stats(name, counters, now, connected_since, broker):
     """
-    @param counters: The agent's L{ioppy_agent.stats.Counters}.
+    @param counters: The agent's L{ioppy_agent.program.stats.Counters}.
     @param now: The agent's clock, in seconds.
     @param connected_since: When the current session began, or C{None}.
     @param broker: C{host:port} of the broker node connected to.

@@ -12,7 +12,7 @@ Its life is written out once, here:
      connector starts connecting, and the reporter (a child service)
      starts.
   3. A fatal bus error stops the process with the exit status for it
-     (L{ioppy_agent.process.exit_status_of}).
+     (L{ioppy_agent.program.process.exit_status_of}).
   4. L{stopService}, in this order: L{BusService.stopping}; the orderly
      disconnect, with the L{BusService.farewell} messages published before
      the channel closes; L{BusService.release}; then the reporter, whose
@@ -24,7 +24,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from . import metrics
-from .bus import BusConnector
+from ..bus import BusConnector
 from .metrics import MetricsConfig
 from .process import EXIT_FAILURE, exit_status_of
 from .stats import Counters, Reporter, WarnLimiter
@@ -58,8 +58,8 @@ class BusService(service.MultiService):
         """
         @param reactor: The reactor.
         @param bus: A L{ioppy_agent.bus.BusConfig}.
-        @param report: A L{ioppy_agent.stats.ReportConfig}.
-        @param process: A L{ioppy_agent.process.ProcessControl}.
+        @param report: A L{ioppy_agent.program.stats.ReportConfig}.
+        @param process: A L{ioppy_agent.program.process.ProcessControl}.
         @param connection_name: How the broker lists the connection.
         @param make_connector: Builds the L{BusConnector}.
         @param deliveries_per_read: Deliveries handled per reactor turn.
@@ -201,3 +201,11 @@ class BusService(service.MultiService):
         self.counters.dropped(reason)
         if detail is not None:
             self.warnings.warn("{detail}", detail=detail)
+
+    def oversize(self, routing_key, size):
+        """
+        A message too large to be a packet (the bus skipped its body): drop
+        it, counted and logged.
+        """
+        self.drop("too large", f"dropped a {size}-byte message on {routing_key}: too "
+                               "large to be a packet")
