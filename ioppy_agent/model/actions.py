@@ -7,9 +7,55 @@ message they return one of these, and the service (L{AgentService},
 L{RouterService}) writes, publishes, counts and logs accordingly.
 """
 
+import enum
 from typing import NamedTuple, Optional, Tuple
 
 from .addressing import TunAddresses
+
+
+class DropReason(enum.Enum):
+    """
+    Every reason the programs drop a packet or a message for: a closed set,
+    so that the counters, the status file and the metrics' C{reason} labels
+    stay bounded whatever arrives.  The values are what the log, the status
+    file and the metrics say.
+    """
+
+    NOT_IP = "not IP"
+    LARGER_THAN_MTU = "larger than MTU"
+    TOO_LARGE = "too large"
+    BAD_MESSAGE = "bad message"
+    UNKNOWN_CONTENT_TYPE = "unknown content type"
+    UNEXPECTED_ROUTING_KEY = "unexpected routing key"
+    NO_ROUTE = "no route"
+    NO_PEER = "no peer"
+    UNKNOWN_SENDER = "unknown sender"
+    SOURCE_NOT_SENDERS = "source not sender's"
+    SOURCE_OF_NO_PEER = "source of no peer"
+    SOURCE_NOT_OURS = "source not ours"
+    SOURCE_IS_OURS = "source is ours"
+    NOT_AN_AGENT = "not an agent"
+    TOO_MANY_AGENTS = "too many agents"
+    NOT_ALLOWED = "not allowed"
+    LOSSY_LINK = "lossy link"
+    TUN_WRITE = "tun write"
+    # A publish the session refused (BusSession.refusal).
+    NOT_CONNECTED = "not connected"
+    BROKER_BLOCKED = "broker blocked"
+    SEND_BUFFER_FULL = "send buffer full"
+    # Anything else: an agent's report naming a reason of its own.
+    OTHER = "other"
+
+
+DROP_REASONS = frozenset(reason.value for reason in DropReason)
+
+
+def drop_reason(text):
+    """
+    @return: C{text} if it is one of L{DropReason}'s values, else
+        C{"other"}.
+    """
+    return text if text in DROP_REASONS else DropReason.OTHER.value
 
 
 class Forward(NamedTuple):
@@ -57,8 +103,8 @@ class WriteToTun(NamedTuple):
 
 class Drop(NamedTuple):
     """
-    Drop the input, counted under C{reason}; C{detail}, if any, is a
-    warning worth logging (rate-limited), as text.
+    Drop the input, counted under C{reason} (a L{DropReason} value);
+    C{detail}, if any, is a warning worth logging (rate-limited), as text.
     """
 
     reason: str

@@ -27,9 +27,10 @@ look (see L{ioppy_agent.model.keys}):
 import ipaddress
 import json
 
+from . import keys
+from .actions import drop_reason
 from .addressing import BadAddress, default_addresses
 from .routes import BadRoutes, network, routes_from_json
-from . import keys
 from .wire import API_VERSION, BadMessage, Message, decode_json
 
 
@@ -275,7 +276,13 @@ def stats_of(body):
     if not isinstance(drops, dict) or len(drops) > 64 or not all(
             isinstance(k, str) and len(k) <= 64 and _count(v) for k, v in drops.items()):
         raise BadMessage("tun.stats drops must map up to 64 reasons to whole numbers")
-    report["drops"] = drops
+    # A reason that is not one of ours counts as "other": what an agent
+    # reports cannot add labels to the router's metrics.
+    known = {}
+    for reason, count in drops.items():
+        key = drop_reason(reason)
+        known[key] = known.get(key, 0) + count
+    report["drops"] = known
     for key in ("time", "connected_since"):
         value = obj.get(key)
         if value is not None and (type(value) not in (int, float) or value != value):

@@ -13,6 +13,8 @@ from twisted.application import service
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from ..model.actions import drop_reason
+
 
 @dataclass(frozen=True)
 class ReportConfig:
@@ -44,7 +46,11 @@ class Counters:
         self.bytes[direction] += size
 
     def dropped(self, reason):
-        self.drops[reason] += 1
+        """
+        Count one drop under C{reason}; one that is not a
+        L{ioppy_agent.model.actions.DropReason} counts as C{"other"}.
+        """
+        self.drops[drop_reason(reason)] += 1
 
 
 class WarnLimiter:

@@ -194,3 +194,14 @@ class StatsMessageTests(SynchronousTestCase):
                     {**good, "time": "now"}, [1, 2]):
             self.assertRaises(wire.BadMessage, control.stats_of, json.dumps(bad).encode())
         self.assertEqual(control.stats_of(json.dumps(good).encode())["broker"], None)
+
+    def test_other_reasons(self):
+        """
+        Drop reasons that are not the programs' own are added up as
+        C{"other"}: an agent's report cannot add labels to the router's
+        metrics.
+        """
+        report = {"packets": {"in": 1, "out": 2}, "bytes": {"in": 3, "out": 4},
+                  "drops": {"no route": 2, "made up": 3, "also made up": 4}}
+        self.assertEqual(control.stats_of(json.dumps(report).encode())["drops"],
+                         {"no route": 2, "other": 7})

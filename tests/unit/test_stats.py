@@ -4,13 +4,17 @@ Tests for L{ioppy_agent.program.stats}.
 
 import json
 import os
+import re
 
 from twisted.internet.task import Clock
 from twisted.logger import Logger, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
+from ioppy_agent.model.actions import DROP_REASONS
 from ioppy_agent.program.stats import (Counters, ReportConfig, Reporter, WarnLimiter, status_of,
                                        summary_line)
+
+from .test_layout import PACKAGE, modules
 
 
 class WarnLimiterTests(SynchronousTestCase):
@@ -50,6 +54,26 @@ class CountersTests(SynchronousTestCase):
         c.dropped("bad message")
         self.assertEqual((c.packets["in"], c.bytes["in"], c.drops["bad message"]),
                          (2, 120, 1))
+
+    def test_closed_reasons(self):
+        """
+        A reason that is not a L{DropReason} counts as C{"other"}, so the
+        reasons stay a closed set; every reason the package drops for, as
+        written in its source, is one.
+        """
+        c = Counters()
+        c.dropped("something new")
+        self.assertEqual(dict(c.drops), {"other": 1})
+        written = set()
+        for relative in modules():
+            with open(os.path.join(PACKAGE, relative), encoding="utf-8") as f:
+                written.update(re.findall(
+                    r"(?:Drop|dropped|\.drop|drop_reason)\(\s*\"([^\"]+)\"", f.read()))
+                f.seek(0)
+                written.update(re.findall(r'return "([a-z ]+)"\n', f.read()) if
+                               relative == os.path.join("bus", "session.py") else ())
+        self.assertGreater(len(written), 15)
+        self.assertEqual(written - DROP_REASONS, set())
 
 
 class ReporterTests(SynchronousTestCase):
