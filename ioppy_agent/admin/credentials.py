@@ -60,11 +60,11 @@ import sys
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from ..bus import DEFAULT_EXCHANGE
+from ..bus.url import BadURL, parse_amqp_url
 from ..model import keys
 from ..model.addressing import BadAddress, check_name
-from ..bus import DEFAULT_EXCHANGE
 from ..model.grants import BadGrants, Grants
-from ..bus.url import BadURL, parse_amqp_url
 
 ROUTER = keys.SESSION_ROUTER
 GRANTS_FILE = "grants.json"

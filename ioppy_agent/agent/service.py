@@ -2,8 +2,11 @@
 L{AgentService}: one TUN interface joined to the bus.
 
 It carries out what L{AgentCore} decides.  Packets the host sends into the
-TUN are published as C{fromAgent.<name>.ip.tun.packet.raw}; packets
-consumed from C{toAgent.<name>.ip.tun.packet.raw} are written into the TUN.
+TUN are published as C{fromAgent.<name>.ip.tun.packet.raw}, copied (CC) to
+their owner's inbox C{ioppy.to.<owner>} once the router has sent routes;
+what the agent's queue gets (the router's C{toAgent.<name>.ip.tun.packet.raw},
+other agents' packets in its inbox, and the router's control messages) is
+written into the TUN or applied.
 """
 
 import os
@@ -13,16 +16,16 @@ from typing import Optional, Tuple
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from ..model import control, keys
+from ..bus import BusConfig, BusConnector, NotFound, QueueHeld, QueueLocked
 from ..host import netlink
+from ..host.pcap import PcapError, PcapWriter
+from ..host.tun import TunError, TunPort
+from ..model import control, keys
 from ..model.actions import Drop, Publish, Readdress, Refuse, Reroute, WriteToTun
 from ..model.addressing import TunAddresses
-from ..bus import BusConfig, BusConnector, NotFound, QueueHeld, QueueLocked
-from ..host.pcap import PcapError, PcapWriter
 from ..program.metrics import MetricsConfig
 from ..program.service import BusService, CannotStart
 from ..program.stats import ReportConfig, status_of, summary_line
-from ..host.tun import TunError, TunPort
 from .core import AgentCore
 from .interface import Interface
 

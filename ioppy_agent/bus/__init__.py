@@ -11,10 +11,15 @@ One module per concern, each used by the next:
   - L{spec}: the AMQP spec file, and the txamqp internals relied on;
   - L{delegate}: txamqp's delegate and channel, as the protocol uses them;
   - L{protocol}: the txamqp protocol, with the reader on its data path;
-  - L{session}: the login, and declaring, consuming, publishing, closing;
+  - L{replies}: the reply code and text of a request the broker refused;
+  - L{session}: declaring, consuming, publishing, closing on one channel;
+  - L{streams}: where a reader of a stream starts (the router's look at
+    the record);
+  - L{login}: the login and the first channel, and each way they fail;
+  - L{url}: AMQP URLs, and their masked form for logs;
   - L{endpoint}: the broker's address (DNS without threads) and TLS;
   - L{tls}: the TLS settings from the command line;
-  - L{config}: L{BusConfig}, the settings both programs share;
+  - L{config}: L{BusConfig}, the settings every program shares;
   - L{connector}: L{BusConnector}, which keeps a session open.
 """
 

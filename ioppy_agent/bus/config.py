@@ -5,8 +5,8 @@ How to reach the bus: the settings both programs share.
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from .url import BrokerURL
 from .tls import TLSSettings
+from .url import BrokerURL
 
 DEFAULT_EXCHANGE = "amq.topic"
 DEFAULT_HEARTBEAT = 10

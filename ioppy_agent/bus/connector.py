@@ -24,8 +24,8 @@ from twisted.python.failure import Failure
 from .. import __version__
 from .endpoint import TLS_ERRORS, BrokerEndpoint, tls_reason
 from .errors import AccessRefused, FatalBusError, QueueHeld
-from .protocol import BusProtocol
 from .login import open_session
+from .protocol import BusProtocol
 from .replies import cause_of, reply_of
 from .spec import load_spec
 from .tls import TLSSettings

@@ -1,6 +1,6 @@
 """
 The AMQP protocol: a txamqp L{AMQClient} whose bytes are read by
-L{framing.FrameReader} instead of txamqp's own reader.
+L{reader.FrameReader} instead of txamqp's own reader.
 
 Deliveries (C{basic.deliver} with its header and body) never reach txamqp:
 the reader assembles them from the bytes and they go straight to the
@@ -37,7 +37,7 @@ WHOLE = object()  # marks a consumer of whole deliveries in the registry
 
 class BusProtocol(AMQClient):
     """
-    A txamqp client with the frame reader of L{framing}.
+    A txamqp client with the frame reader of L{reader}.
 
     @ivar consumers: Consumer tag to C{(handler, oversize)}: C{handler} takes
         C{(routing_key, body, content_type, user_id)}, C{body} C{bytes};

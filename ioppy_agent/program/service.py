@@ -23,8 +23,8 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from . import metrics
 from ..bus import BusConnector
+from . import metrics
 from .metrics import MetricsConfig
 from .process import EXIT_FAILURE, exit_status_of
 from .stats import Counters, Reporter, WarnLimiter

@@ -24,11 +24,11 @@ from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredic
                             globalLogBeginner, textFileLogObserver)
 from twisted.python import usage
 
-from ..model import wire
 from ..bus import BusConnector, FatalBusError, NotFound
 from ..bus.framing import decode_table
-from ..program.process import exit_status_of
+from ..model import wire
 from ..program.options import BusOptions
+from ..program.process import exit_status_of
 from .pcapng import PcapngWriter
 from .stream import MARKER, STREAM, entry_of
 from .window import BadTime, Window, parse_time

@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ..model import keys, wire
 from ..bus.framing import STAMP_HEADER, decode_table
+from ..model import keys, wire
 
 STREAM = keys.RECORD_STREAM
 # The key every agent publishes its packets on, as they enter the bus,

@@ -10,8 +10,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from ..bus.streams import offset_at
-from ..recorder.retention import WARN_BELOW, Reach, shown_duration, top_sender
 from ..program.stats import WarnLimiter
+from ..recorder.retention import WARN_BELOW, Reach, shown_duration, top_sender
 
 # Seconds between two warnings that the record is short.
 WARN_EVERY = 300.0

@@ -19,17 +19,17 @@ from prometheus_client.core import GaugeMetricFamily
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from ..bus import BusConfig, BusConnector, QueueHeld, QueueLocked, QueueMismatch, StreamMismatch
+from ..host.pcap import PcapError, PcapWriter
 from ..model import control, keys, wire
 from ..model.actions import Drop, Forward
-from ..bus import BusConfig, BusConnector, QueueHeld, QueueLocked, QueueMismatch, StreamMismatch
 from ..model.grants import Grants
-from ..host.pcap import PcapError, PcapWriter
-from ..program.metrics import MetricsConfig
-from ..recorder import stream
 from ..model.routes import addresses_of
-from ..recorder.stream import RecordConfig
+from ..program.metrics import MetricsConfig
 from ..program.service import BusService, CannotStart
 from ..program.stats import ReportConfig, status_of, summary_line
+from ..recorder import stream
+from ..recorder.stream import RecordConfig
 from ..web import WebConfig, WebUnavailable, live
 from ..web.view import SessionView
 from .core import PacketRouter
