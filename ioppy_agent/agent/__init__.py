@@ -7,7 +7,7 @@ The agent: a TUN interface carried over the bus.
 """
 
 from .core import AgentCore
-from .interface import Interface
+from .interface import TunInterface
 from .service import AgentConfig, AgentService
 
-__all__ = ["AgentConfig", "AgentCore", "AgentService", "Interface"]
+__all__ = ["AgentConfig", "AgentCore", "AgentService", "TunInterface"]

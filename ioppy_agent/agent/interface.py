@@ -7,7 +7,7 @@ from ..host import netlink
 from ..host.tun import open_tun
 
 
-class Interface:
+class TunInterface:
     """
     Opens and configures the TUN interface, in this network namespace or
     another one.  The netlink and opening functions are injectable for tests.

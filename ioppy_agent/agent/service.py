@@ -27,7 +27,7 @@ from ..program.metrics import MetricsConfig
 from ..program.service import BusService, CannotStart
 from ..program.stats import ReportConfig, status_of, summary_line
 from .core import AgentCore
-from .interface import Interface
+from .interface import TunInterface
 
 # Seconds before connecting again when the agent's own queue is still held
 # by its last connection.
@@ -74,7 +74,7 @@ class AgentService(BusService):
                  make_connector=BusConnector):
         """
         @param config: An L{AgentConfig}.
-        @param interface: An L{Interface} (made from C{config} if not given).
+        @param interface: A L{TunInterface} (made from C{config} if not given).
         """
         # As many deliveries per reactor turn as the TUN port reads packets,
         # so that writing into the TUN never outruns reading it.
@@ -90,7 +90,7 @@ class AgentService(BusService):
         self.core = AgentCore(config.name, config.addresses, reactor, mtu=config.mtu,
                               wire_format=config.wire, interface_name=config.tun_name,
                               prefixes=config.prefixes, session=self.session)
-        self._interface = interface if interface is not None else Interface(config)
+        self._interface = interface if interface is not None else TunInterface(config)
         self.port = None
         self.pcap = None
         self.queue = self.core.queue

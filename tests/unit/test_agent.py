@@ -14,7 +14,7 @@ from txamqp.message import Message as AMQPMessage
 
 from ioppy_agent.model import keys, wire
 from ioppy_agent.model.addressing import default_addresses
-from ioppy_agent.agent import AgentConfig, AgentService, Interface
+from ioppy_agent.agent import AgentConfig, AgentService, TunInterface
 from ioppy_agent.agent.service import HELD_RETRY
 from ioppy_agent.bus import BusConfig, QueueHeld, State
 from ioppy_agent.bus.spec import load_spec
@@ -71,7 +71,7 @@ class AgentTestCase(SynchronousTestCase):
         self.process = FakeProcess()
         self.agent = AgentService(
             self.reactor, self.config, self.process,
-            interface=Interface(self.config, open_tun=self._open_tun, links=self.links),
+            interface=TunInterface(self.config, open_tun=self._open_tun, links=self.links),
             make_connector=RecordingConnector)
         self.connector = self.agent.connector
 
@@ -508,7 +508,7 @@ class RawWireTests(AgentTestCase):
         self.config = dataclasses.replace(self.config, wire="raw")
         self.agent = AgentService(
             self.reactor, self.config, self.process,
-            interface=Interface(self.config, open_tun=self._open_tun, links=self.links),
+            interface=TunInterface(self.config, open_tun=self._open_tun, links=self.links),
             make_connector=RecordingConnector)
         self.connector = self.agent.connector
 
@@ -552,7 +552,7 @@ class OperatingTests(AgentTestCase):
         self.config = dataclasses.replace(self.config, pcap=path)
         self.agent = AgentService(
             self.reactor, self.config, self.process,
-            interface=Interface(self.config, open_tun=self._open_tun, links=self.links),
+            interface=TunInterface(self.config, open_tun=self._open_tun, links=self.links),
             make_connector=RecordingConnector)
         self.connector = self.agent.connector
         device, session = self.connect()

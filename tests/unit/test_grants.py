@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from ioppy_agent.model import control, keys, wire
 from ioppy_agent.model.actions import Drop, WriteToTun
 from ioppy_agent.model.addressing import default_addresses
-from ioppy_agent.agent import AgentService, Interface
+from ioppy_agent.agent import AgentService, TunInterface
 from ioppy_agent.agent.core import AgentCore
 from ioppy_agent.bus import BusConfig, QueueHeld
 from ioppy_agent.model.grants import BadGrants, Claims, Grants, default_grant
@@ -245,7 +245,7 @@ class SessionAgentTests(AgentTestCase):
             urls=(parse_amqp_url("amqp://s42.agent_1:secret@h/s42"),)))
         self.agent = AgentService(
             self.reactor, self.config, self.process,
-            interface=Interface(self.config, open_tun=self._open_tun, links=self.links),
+            interface=TunInterface(self.config, open_tun=self._open_tun, links=self.links),
             make_connector=RecordingConnector)
         self.connector = self.agent.connector
 
