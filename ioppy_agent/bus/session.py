@@ -1,6 +1,7 @@
 """
 L{BusSession}: the few operations the agent and the router need on one
-channel of one exchange, once logged in (L{ioppy_agent.bus.login}).
+channel of one exchange, once logged in (L{ioppy_agent.bus.login}); those
+on streams are in L{ioppy_agent.bus.streams}.
 
 Declaring, binding, consuming and closing go through txamqp (they happen a
 few times per connection); publishing writes frames packed by
@@ -16,9 +17,9 @@ from zope.interface import implementer
 
 from . import framing
 from .errors import (ACCESS_REFUSED, NOT_FOUND, PRECONDITION_FAILED, REPLY_SUCCESS,
-                     RESOURCE_LOCKED, NotFound, QueueLocked, QueueMismatch, StreamMismatch)
-from .protocol import WHOLE
+                     RESOURCE_LOCKED, NotFound, QueueLocked, QueueMismatch)
 from .replies import reply_of
+from .streams import StreamOperations
 
 DEFAULT_QUEUE_LIMIT = 1000
 # And at most this many bytes: a thousand full-size packets as JSON pass, a
@@ -43,7 +44,7 @@ def _bounded(max_length):
 
 
 @implementer(IPushProducer)
-class BusSession:
+class BusSession(StreamOperations):
     """
     One open AMQP connection with one channel, on one exchange.
 
@@ -66,6 +67,7 @@ class BusSession:
         self.channel = channel
         self.exchange = exchange
         self._tags = []
+        self._consumers = 0  # made so far: each consumer tag is new
         self._publisher = framing.Publisher(channel.id, exchange)
         self._to_queues = None
         self.closed = False
@@ -152,22 +154,6 @@ class BusSession:
                                   f"{text}") from None
             raise
 
-    def declare_stream(self, name, bindings, arguments):
-        """
-        Declare a durable stream (C{x-queue-type} C{stream}, with the
-        retention in C{arguments}) bound to each key in C{bindings}.  It is
-        the broker's: it outlives this session and the program.
-
-        @raise StreamMismatch: if the stream exists with other settings (the
-            broker answers 406).
-        @raise ChannelClosed: if the broker refuses for another reason.
-        """
-        return self._declare(
-            name, bindings,
-            {PRECONDITION_FAILED: lambda text: StreamMismatch(
-                f"the stream {name!r} exists with other settings: {text}")},
-            durable=True, arguments=dict(arguments, **{"x-queue-type": "stream"}))
-
     @defer.inlineCallbacks
     def _declare(self, name, bindings, refusals, **fields):
         """
@@ -185,44 +171,20 @@ class BusSession:
         for binding in bindings:
             yield self.bind(name, binding)
 
-    @defer.inlineCallbacks
-    def consume_stream(self, queue, handler, offset, prefetch):
-        """
-        Read the stream C{queue} from C{offset} (C{"first"}, C{"next"}, an
-        offset, or a L{framing.Timestamp}), C{prefetch} messages in flight;
-        C{handler} gets each L{Delivery}, and must L{ack} them.
-
-        @raise NotFound: if there is no such stream.
-        @return: A L{Deferred} that fires with the consumer tag.
-        """
-        tag = f"ioppy-{len(self._tags) + 1}"
-        self.client.consumers[tag] = (handler, WHOLE)
-        try:
-            yield self.channel.basic_qos(prefetch_count=prefetch)
-            reply = yield self.channel.basic_consume(
-                queue=queue, consumer_tag=tag, no_ack=False,
-                arguments={"x-stream-offset": offset})
-        except ChannelClosed as e:
-            del self.client.consumers[tag]
-            code, text = reply_of(e)
-            if code == NOT_FOUND:
-                raise NotFound(f"no stream {queue!r}: {text}") from None
-            raise
-        except Exception:
-            del self.client.consumers[tag]
-            raise
-        self._tags.append(reply.consumer_tag)
-        return reply.consumer_tag
+    def _new_tag(self):
+        self._consumers += 1
+        return f"ioppy-{self._consumers}"
 
     def cancel(self, tag):
         """
-        Stop the consumer C{tag}; what it is sent meanwhile is dropped.
+        Stop the consumer C{tag}: its handler gets what the broker sends it
+        until the broker confirms, then nothing.
         """
-        self.client.consumers.pop(tag, None)
         self.client.acking.pop(tag, None)
         if tag in self._tags:
             self._tags.remove(tag)
-        return self.channel.basic_cancel(consumer_tag=tag)
+        d = self.channel.basic_cancel(consumer_tag=tag)
+        return d.addBoth(lambda result: (self.client.consumers.pop(tag, None), result)[1])
 
     def _binding(self, binding):
         if isinstance(binding, str):
@@ -266,7 +228,7 @@ class BusSession:
             it.
         @return: A L{Deferred} that fires with the consumer tag.
         """
-        tag = f"ioppy-{len(self._tags) + 1}"
+        tag = self._new_tag()
         self.client.consumers[tag] = (handler, oversize)
         if prefetch:
             self.client.acking[tag] = [max(1, prefetch // 4), 0]
@@ -306,19 +268,6 @@ class BusSession:
             return False
         self.client.write_frames(self._publisher.frames(
             routing_key, body, content_type, self.client.MAX_LENGTH, timestamp, headers))
-        return True
-
-    def publish_to_queue(self, queue, body, content_type):
-        """
-        Publish C{body} straight to C{queue}, through the default exchange
-        (a reader's end-of-window marker in a stream).
-        """
-        if self.refusal() == "not connected":
-            return False
-        if self._to_queues is None:
-            self._to_queues = framing.Publisher(self.channel.id, "")
-        self.client.write_frames(self._to_queues.frames(queue, body, content_type,
-                                                        self.client.MAX_LENGTH))
         return True
 
     def ack(self, delivery_tag, multiple=True):

@@ -1,13 +1,88 @@
 """
-L{offset_at}: where a reader of a stream starts, without reading on.
+What a session does with streams (L{StreamOperations}, which
+L{ioppy_agent.bus.session.BusSession} has): declaring one with its
+retention, reading it from an offset or a time, publishing straight to it;
+and L{offset_at}, where a reader of a stream starts, without reading on.
 """
 
 from twisted.internet import defer
+from txamqp.client import ChannelClosed
 
+from . import framing
+from .errors import NOT_FOUND, PRECONDITION_FAILED, NotFound, StreamMismatch
 from .framing import decode_table
+from .protocol import WHOLE
+from .replies import reply_of
 
 # Seconds to wait for a stream's first delivery: none by then, it is empty.
 PEEK_TIMEOUT = 5.0
+
+
+class StreamOperations:
+    """
+    The stream operations of a session: they use its channel, its consumer
+    registry and its declare-and-bind.
+    """
+
+    def declare_stream(self, name, bindings, arguments):
+        """
+        Declare a durable stream (C{x-queue-type} C{stream}, with the
+        retention in C{arguments}) bound to each key in C{bindings}.  It is
+        the broker's: it outlives this session and the program.
+
+        @raise StreamMismatch: if the stream exists with other settings (the
+            broker answers 406).
+        @raise ChannelClosed: if the broker refuses for another reason.
+        """
+        return self._declare(
+            name, bindings,
+            {PRECONDITION_FAILED: lambda text: StreamMismatch(
+                f"the stream {name!r} exists with other settings: {text}")},
+            durable=True, arguments=dict(arguments, **{"x-queue-type": "stream"}))
+
+
+    @defer.inlineCallbacks
+    def consume_stream(self, queue, handler, offset, prefetch):
+        """
+        Read the stream C{queue} from C{offset} (C{"first"}, C{"next"}, an
+        offset, or a L{framing.Timestamp}), C{prefetch} messages in flight;
+        C{handler} gets each L{Delivery}, and must L{ack} them.
+
+        @raise NotFound: if there is no such stream.
+        @return: A L{Deferred} that fires with the consumer tag.
+        """
+        tag = self._new_tag()
+        self.client.consumers[tag] = (handler, WHOLE)
+        try:
+            yield self.channel.basic_qos(prefetch_count=prefetch)
+            reply = yield self.channel.basic_consume(
+                queue=queue, consumer_tag=tag, no_ack=False,
+                arguments={"x-stream-offset": offset})
+        except ChannelClosed as e:
+            del self.client.consumers[tag]
+            code, text = reply_of(e)
+            if code == NOT_FOUND:
+                raise NotFound(f"no stream {queue!r}: {text}") from None
+            raise
+        except Exception:
+            del self.client.consumers[tag]
+            raise
+        self._tags.append(reply.consumer_tag)
+        return reply.consumer_tag
+
+
+    def publish_to_queue(self, queue, body, content_type):
+        """
+        Publish C{body} straight to C{queue}, through the default exchange
+        (a reader's end-of-window marker in a stream).
+        """
+        if self.refusal() == "not connected":
+            return False
+        if self._to_queues is None:
+            self._to_queues = framing.Publisher(self.channel.id, "")
+        self.client.write_frames(self._to_queues.frames(queue, body, content_type,
+                                                        self.client.MAX_LENGTH))
+        return True
 
 
 @defer.inlineCallbacks
@@ -23,6 +98,7 @@ def offset_at(session, stream, start, clock, timeout=PEEK_TIMEOUT):
     first = defer.Deferred()
 
     def delivered(delivery):
+        # The broker may send more before it confirms the cancel: dropped.
         if not first.called:
             first.callback(delivery)
 

@@ -866,8 +866,9 @@ class StreamSessionTests(SessionTestCase):
 
     def test_cancel(self):
         """
-        Cancelling a consumer forgets its handler at once and sends
-        C{basic.cancel}; what the broker still sends it is dropped.
+        Cancelling a consumer sends C{basic.cancel}; what the broker sends it
+        before its C{cancel-ok} still reaches the handler, nothing after; a
+        new consumer never gets the tag of an old one.
         """
         got = []
         d = self.session.consume_stream("ioppy.record", got.append, "last", 1)
@@ -876,11 +877,20 @@ class StreamSessionTests(SessionTestCase):
         one.basic_consume_ok(consumer_tag="ioppy-1")
         self.successResultOf(d)
         self.pump.outgoing.clear()
-        self.session.cancel("ioppy-1")
+        cancelled = self.session.cancel("ioppy-1")
         [cancel] = [f.payload for f in self.pump.outgoing[1]]
         self.assertEqual(cancel.method.name, "cancel")
         self.pump.send(delivery_bytes(self.client, b"\x45", key="fromAgent.a.ip.tun.packet.raw"))
-        self.assertEqual(got, [])
+        self.assertEqual(len(got), 1)
+        one.basic_cancel_ok(consumer_tag="ioppy-1")
+        self.successResultOf(cancelled)
+        self.pump.send(delivery_bytes(self.client, b"\x45", key="fromAgent.a.ip.tun.packet.raw"))
+        self.assertEqual(len(got), 1)
+        self.pump.outgoing.clear()
+        self.session.consume_stream("ioppy.record", got.append, "last", 1)
+        one.basic_qos_ok()
+        [consume] = [f.payload for f in self.pump.outgoing[1] if f.payload.method.name == "consume"]
+        self.assertEqual(consume.args[2], "ioppy-2")
 
     def test_consume_stream(self):
         """
