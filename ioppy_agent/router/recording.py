@@ -4,6 +4,8 @@ reaches, so that the organiser is told (a log line and metrics) when the
 stream's retention is being used up in less than an hour, and by whom.
 """
 
+from collections import deque
+
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from twisted.internet import defer
 from twisted.internet.task import LoopingCall
@@ -15,6 +17,9 @@ from ..recorder.retention import WARN_BELOW, Reach, shown_duration, top_sender
 
 # Seconds between two warnings that the record is short.
 WARN_EVERY = 300.0
+# The agents' reports kept, one per look: enough to go back an hour at the
+# default --record-check.
+SNAPSHOTS = 121
 
 
 class RecordWatch:
@@ -23,8 +28,9 @@ class RecordWatch:
     seconds, on the router's session.
 
     @ivar reach: The L{Reach} seen so far.
-    @ivar top: C{(agent, share)} of the bytes sent since the look before,
-        from the agents' reports, or C{None}.
+    @ivar top: C{(agent, share)} of the bytes sent while the record was
+        last seen going (since the look whose packets went), from the
+        agents' reports, or C{None}.
     """
 
     _log = Logger()
@@ -36,7 +42,8 @@ class RecordWatch:
         self.reports = reports
         self.reach = Reach()
         self.top = None
-        self._sent = {}
+        # (time, bytes each agent reported sending), one per look.
+        self._sent = deque(maxlen=SNAPSHOTS)
         self._looking = False
         self._warnings = WarnLimiter(reactor, self._log, WARN_EVERY)
         self._loop = LoopingCall(self.look)
@@ -67,14 +74,19 @@ class RecordWatch:
             return
         finally:
             self._looking = False
-        kept = self.reach.observe(self.reactor.seconds(), first, last)
+        now = self.reactor.seconds()
+        kept = self.reach.observe(now, first, last)
         sent = {name: report["bytes"]["out"] for name, report in self.reports.items()}
-        self.top, self._sent = top_sender(self._sent, sent), sent
+        self._sent.append((now, sent))
         if self.reach.short():
+            # Who sent most since the look whose packets have gone: what
+            # filled the record.
+            before = [snapshot for time, snapshot in self._sent if time <= now - kept]
+            self.top = top_sender(before[-1] if before else self._sent[0][1], sent)
             self._warn(kept)
 
     def _warn(self, kept):
-        who = ""
+        who = "; no agent reported sending anything since"
         if self.top is not None:
             who = (f"; most of the traffic lately: {self.top[0]} "
                    f"({self.top[1]:.0%} of the bytes, as the agents report)")
@@ -88,8 +100,11 @@ class RecordWatch:
         """
         @return: What the status file says of the record.
         """
+        top = None if self.top is None else {"agent": self.top[0],
+                                              "share": round(self.top[1], 3)}
         return {"kept_seconds": self.reach.kept, "dropped": self.reach.lost,
-                "first_offset": self.reach.first, "last_offset": self.reach.last}
+                "first_offset": self.reach.first, "last_offset": self.reach.last,
+                "top_sender": top}
 
     def metrics(self):
         """

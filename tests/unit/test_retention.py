@@ -196,7 +196,7 @@ class RecordWatchTests(SynchronousTestCase):
                                           "ioppy_router_record_kept_seconds": []})
         self.assertEqual(self.service.describe()[1]["record"],
                          {"kept_seconds": None, "dropped": 0, "first_offset": 0,
-                          "last_offset": 20})
+                          "last_offset": 20, "top_sender": None})
 
     def test_pushed_out(self):
         """
@@ -219,6 +219,8 @@ class RecordWatchTests(SynchronousTestCase):
                       "agents report)", warning)
         self.assertEqual(self.metrics(), {"ioppy_router_record_dropped_messages": [4000],
                                           "ioppy_router_record_kept_seconds": [10.0]})
+        self.assertEqual(self.service.describe()[1]["record"]["top_sender"],
+                         {"agent": "agent_1", "share": 0.9})
         with capturedLogs() as events:
             for n in range(int(WARN_EVERY / 10) + 1):
                 self.look(6000 + 1000 * n, 7000 + 1000 * n)
