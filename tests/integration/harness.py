@@ -5,12 +5,16 @@ machine can run it.
 
 import os
 import shutil
+import subprocess
+import sys
 
 from twisted.trial.unittest import SkipTest
 
 from ..lab import Namespace, Program, Uplink, VHost, broker_reachable, rabbitmqctl
 
-__all__ = ["Namespace", "Program", "Uplink", "VHost", "require"]
+__all__ = ["Namespace", "Program", "Uplink", "VHost", "make_session", "require"]
+
+SESSION_COMMAND = os.path.join(os.path.dirname(sys.executable), "ioppy-session")
 
 
 def require(testcase):
@@ -51,3 +55,25 @@ def rabbitmqctl_connections():
             name = parts[2].split(marker, 1)[1].split('"', 1)[0]
         connections.append((parts[0], parts[1], name))
     return connections
+
+
+def make_session(testcase, kind, names):
+    """
+    Make a session with C{ioppy-session create} on the machine's broker,
+    one participant per name, deleted when the test ends.
+
+    @return: C{(session, directory)}: its name and where its URL files and
+        grants file are.
+    """
+    from .. import lab
+    session = lab.unique(kind)
+    directory = os.path.abspath(testcase.mktemp())
+    args = [SESSION_COMMAND, "create", session, "--broker", "amqp://127.0.0.1", "--out",
+            directory]
+    for name in names:
+        args += ["-p", name]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    testcase.assertEqual(done.returncode, 0, done.stderr)
+    testcase.addCleanup(subprocess.run, [SESSION_COMMAND, "delete", session],
+                        capture_output=True, timeout=300)
+    return session, directory

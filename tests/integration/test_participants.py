@@ -10,15 +10,12 @@ the router keeps its agents.
 import json
 import os
 import re
-import subprocess
-import sys
 
 from .. import lab
 
-from .harness import Namespace, Program, require
+from .harness import Namespace, Program, make_session, require
 from .test_tunnel import CONNECTED, TunnelTestCase
 
-SESSION_COMMAND = os.path.join(os.path.dirname(sys.executable), "ioppy-session")
 NAMES = ("agent_1", "agent_2", "agent_3", "agent_4")
 
 
@@ -29,16 +26,7 @@ class HostileParticipantTests(TunnelTestCase):
 
     def setUp(self):
         require(self)
-        self.session = lab.unique("hostile")
-        self.dir = os.path.abspath(self.mktemp())
-        args = [SESSION_COMMAND, "create", self.session, "--broker", "amqp://127.0.0.1",
-                "--out", self.dir]
-        for name in NAMES:
-            args += ["-p", name]
-        done = subprocess.run(args, capture_output=True, text=True, timeout=300)
-        self.assertEqual(done.returncode, 0, done.stderr)
-        self.addCleanup(subprocess.run, [SESSION_COMMAND, "delete", self.session],
-                        capture_output=True, timeout=300)
+        self.session, self.dir = make_session(self, "hostile", NAMES)
         with open(self.file("agent_1")) as f:
             self.url = f.read().strip()
         self.ns = {name: Namespace(self.addCleanup) for name in NAMES}
