@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from twisted.internet.task import LoopingCall
+from twisted.application.internet import TimerService
 from twisted.logger import Logger
 
 from ..bus import BusConfig, BusConnector, NotFound, QueueHeld, QueueLocked
@@ -97,7 +97,6 @@ class AgentService(BusService):
         self._had_session = False
         self._queue_held = False
         self._connected_since = None
-        self._reports = None
         self._run = os.urandom(4).hex()
 
     @property
@@ -129,9 +128,12 @@ class AgentService(BusService):
     def started(self):
         self.port.startReading()
         if self.config.report_interval > 0:
-            self._reports = LoopingCall(self._report)
-            self._reports.clock = self.reactor
-            self._reports.start(self.config.report_interval, now=False)
+            # A child service, started with the others once the agent has
+            # opened its TUN: it reports while the agent runs (nothing while
+            # it is not connected), and stops with it.
+            reports = TimerService(self.config.report_interval, self._report)
+            reports.clock = self.reactor
+            reports.setServiceParent(self)
 
     def _report(self):
         """
@@ -245,8 +247,6 @@ class AgentService(BusService):
         return self.core.farewell()
 
     def stopping(self):
-        if self._reports is not None and self._reports.running:
-            self._reports.stop()
         if self.port is not None:
             self.port.stopReading()
 
