@@ -82,7 +82,9 @@ class RecordWatch:
             # Who sent most since the look whose packets have gone: what
             # filled the record.
             before = [snapshot for time, snapshot in self._sent if time <= now - kept]
-            self.top = top_sender(before[-1] if before else self._sent[0][1], sent)
+            # No report moved since (reports come every --report-interval):
+            # the last one who did stays named.
+            self.top = top_sender(before[-1] if before else self._sent[0][1], sent) or self.top
             self._warn(kept)
 
     def _warn(self, kept):
