@@ -41,6 +41,7 @@ class State(enum.Enum):
     CONNECTED = "connected"
     WAITING = "waiting to reconnect"
     FAILED = "failed"
+    STOPPING = "stopping"
 
 
 # (state, event) to the next state.
@@ -52,7 +53,10 @@ TRANSITIONS = {
     (State.CONNECTED, "lose"): State.WAITING,
     (State.CONNECTED, "refuse"): State.FAILED,
     (State.WAITING, "retry"): State.CONNECTING,
-    **{(state, "stop"): State.STOPPED for state in State},
+    # Stopping closes the session in order; STOPPED once it is closed.
+    **{(state, "stop"): State.STOPPING for state in State if state is not State.STOPPED},
+    (State.STOPPED, "stop"): State.STOPPED,
+    (State.STOPPING, "stopped"): State.STOPPED,
 }
 
 
@@ -261,7 +265,8 @@ class BusConnector:
     def stop(self, farewell=(), timeout=1.0):
         """
         Close the session in order (see L{BusSession.close}), and stop
-        reconnecting.
+        reconnecting: L{State.STOPPING} meanwhile, L{State.STOPPED} once the
+        close has finished.
         """
         self._move("stop")
         if self._retry is not None and self._retry.active():
@@ -271,10 +276,13 @@ class BusConnector:
             attempt, self._attempt = self._attempt, None
             attempt.cancel()
         session, self.session = self.session, None
-        if session is not None:
-            yield session.close(farewell, timeout)
-        elif self._client is not None and self._client.transport is not None:
-            self._client.transport.loseConnection()
+        try:
+            if session is not None:
+                yield session.close(farewell, timeout)
+            elif self._client is not None and self._client.transport is not None:
+                self._client.transport.loseConnection()
+        finally:
+            self._move("stopped")
 
 
 class BusFactory(Factory):

@@ -77,17 +77,23 @@ class StateTests(SynchronousTestCase):
 
     def test_every_state_can_stop(self):
         """
-        From every state, C{stop} leads to L{State.STOPPED}.
+        From every state, C{stop} leads to L{State.STOPPING}, and from
+        there the finished close to L{State.STOPPED}; a stopped connector
+        stays stopped.
         """
         for state in State:
-            self.assertIs(TRANSITIONS[(state, "stop")], State.STOPPED)
+            if state not in (State.STOPPED,):
+                self.assertIs(TRANSITIONS[(state, "stop")], State.STOPPING)
+        self.assertIs(TRANSITIONS[(State.STOPPING, "stopped")], State.STOPPED)
+        self.assertIs(TRANSITIONS[(State.STOPPED, "stop")], State.STOPPED)
 
     def test_values_are_status_words(self):
         """
         The states' values are the words the status file shows.
         """
         self.assertEqual([s.value for s in State], ["stopped", "connecting", "connected",
-                                                    "waiting to reconnect", "failed"])
+                                                    "waiting to reconnect", "failed",
+                                                    "stopping"])
 
 
 class ConnectorTests(SynchronousTestCase):
@@ -284,6 +290,7 @@ class ConnectorTests(SynchronousTestCase):
         broker_handshake(pump)
         pump.outgoing.clear()
         d = self.connector.stop((), timeout=1.0)
+        self.assertIs(self.connector.state, State.STOPPING)
         pump.channel(1).channel_close_ok()
         pump.channel(0).connection_close_ok()
         self.successResultOf(d)
