@@ -159,10 +159,7 @@ class AgentService(BusService):
 
         def locked(reason):
             reason.trap(QueueLocked)
-            if not self._had_session:
-                raise QueueLocked(
-                    f"an agent named {self.config.name!r} is already connected to vhost "
-                    f"{url.vhost!r} on {url.host}; choose another --name")
+            self._held_by_us(f"vhost {url.vhost!r} on {url.host}; choose another --name")
             # This agent had the queue: its last connection still holds it,
             # on a broker node that hangs (a cluster keeps such a node's
             # exclusive queues locked until it gives the node up, a minute or
@@ -202,10 +199,7 @@ class AgentService(BusService):
 
         def locked(reason):
             reason.trap(QueueLocked)
-            if not self._had_session:
-                raise QueueLocked(
-                    f"an agent named {self.config.name!r} is already connected to session "
-                    f"{url.vhost!r} on {url.host}")
+            self._held_by_us(f"session {url.vhost!r} on {url.host}")
             # Its last connection, on a broker node that hangs, still
             # consumes: wait until the broker gives it up.
             self._log.warn("queue {queue} is still consumed by this agent's last "
@@ -215,6 +209,17 @@ class AgentService(BusService):
 
         d.addErrback(missing).addCallback(consume).addErrback(locked)
         return d.addCallback(self._announce, session)
+
+    def _held_by_us(self, where):
+        """
+        The agent's queue is held by another connection: before this agent
+        ever connected, that is another agent of its name (L{QueueLocked},
+        exit status 2); after, it is this agent's own last connection, which
+        the caller waits out.
+        """
+        if not self._had_session:
+            raise QueueLocked(f"an agent named {self.config.name!r} is already connected "
+                              f"to {where}")
 
     def _announce(self, _, session):
         url = self.connector.url

@@ -40,7 +40,6 @@ class StreamOperations:
                 f"the stream {name!r} exists with other settings: {text}")},
             durable=True, arguments=dict(arguments, **{"x-queue-type": "stream"}))
 
-
     @defer.inlineCallbacks
     def consume_stream(self, queue, handler, offset, prefetch):
         """
@@ -69,7 +68,6 @@ class StreamOperations:
             raise
         self._tags.append(reply.consumer_tag)
         return reply.consumer_tag
-
 
     def publish_to_queue(self, queue, body, content_type):
         """
