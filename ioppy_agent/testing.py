@@ -16,6 +16,7 @@ from zope.interface import implementer
 
 from .bus import FatalBusError, NotFound, QueueLocked, State
 from .host.tun import ITunDevice
+from .model.actions import DropReason
 
 
 @implementer(ITunDevice)
@@ -218,9 +219,9 @@ class RecordingSession:
 
     def refusal(self):
         """
-        @return: L{refused}, or C{"not connected"} once closed.
+        @return: L{refused}, or L{DropReason.NOT_CONNECTED} once closed.
         """
-        return "not connected" if self.closed else self.refused
+        return DropReason.NOT_CONNECTED if self.closed else self.refused
 
     def publish(self, routing_key, body, content_type, timestamp=None, headers=None):
         if self.refusal() is not None:

@@ -21,7 +21,7 @@ from ..host import netlink
 from ..host.pcap import PcapError, PcapWriter
 from ..host.tun import TunError, TunPort
 from ..model import control, keys
-from ..model.actions import Drop, Publish, Readdress, Refuse, Reroute, WriteToTun
+from ..model.actions import Drop, DropReason, Publish, Readdress, Refuse, Reroute, WriteToTun
 from ..model.addressing import TunAddresses
 from ..program.metrics import MetricsConfig
 from ..program.service import BusService, CannotStart
@@ -270,7 +270,7 @@ class AgentService(BusService):
             self.drop(action.reason, action.detail)
             return
         session = self.connector.session
-        refusal = "not connected" if session is None else session.refusal()
+        refusal = DropReason.NOT_CONNECTED if session is None else session.refusal()
         if refusal is not None:
             self.counters.dropped(refusal)
             return

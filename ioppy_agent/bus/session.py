@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from txamqp.client import ChannelClosed, Closed
 from zope.interface import implementer
 
+from ..model.actions import DropReason
 from . import framing
 from .errors import (ACCESS_REFUSED, NOT_FOUND, PRECONDITION_FAILED, REPLY_SUCCESS,
                      RESOURCE_LOCKED, NotFound, QueueLocked, QueueMismatch)
@@ -91,16 +92,17 @@ class BusSession(StreamOperations):
 
     def refusal(self):
         """
-        @return: Why a publish now would be refused (C{"not connected"},
-            C{"broker blocked"}, C{"send buffer full"}), or C{None}.
+        @return: Why a publish now would be refused, a L{DropReason}
+            (C{NOT_CONNECTED}, C{BROKER_BLOCKED}, C{SEND_BUFFER_FULL}), or
+            C{None}.
         """
         client = self.client
         if self.closed or self.channel.closed or client.closed or client.lost_reason:
-            return "not connected"
+            return DropReason.NOT_CONNECTED
         if client.blocked:
-            return "broker blocked"
+            return DropReason.BROKER_BLOCKED
         if self.paused:
-            return "send buffer full"
+            return DropReason.SEND_BUFFER_FULL
         return None
 
     def declare_queue(self, name, bindings, max_length=DEFAULT_QUEUE_LIMIT):
@@ -275,7 +277,7 @@ class BusSession(StreamOperations):
         Acknowledge the delivery C{delivery_tag} (and, with C{multiple},
         every one before it), as a stream consumer must for more to come.
         """
-        if self.refusal() == "not connected":
+        if self.refusal() is DropReason.NOT_CONNECTED:
             return
         self.client.write_frames(framing.pack_basic_ack(self.channel.id, delivery_tag,
                                                         multiple))
@@ -292,7 +294,7 @@ class BusSession(StreamOperations):
         @return: C{False} if nothing was sent, because the session is not
             connected.
         """
-        if self.refusal() == "not connected":
+        if self.refusal() is DropReason.NOT_CONNECTED:
             return False
         self.client.write_frames(self._publisher.frames(
             message.routing_key, message.body, message.content_type, self.client.MAX_LENGTH,

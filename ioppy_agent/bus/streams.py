@@ -8,6 +8,7 @@ and L{offset_at}, where a reader of a stream starts, without reading on.
 from twisted.internet import defer
 from txamqp.client import ChannelClosed
 
+from ..model.actions import DropReason
 from . import framing
 from .errors import NOT_FOUND, PRECONDITION_FAILED, NotFound, StreamMismatch
 from .framing import decode_table
@@ -74,7 +75,7 @@ class StreamOperations:
         Publish C{body} straight to C{queue}, through the default exchange
         (a reader's end-of-window marker in a stream).
         """
-        if self.refusal() == "not connected":
+        if self.refusal() is DropReason.NOT_CONNECTED:
             return False
         if self._to_queues is None:
             self._to_queues = framing.Publisher(self.channel.id, "")

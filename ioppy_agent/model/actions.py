@@ -52,9 +52,12 @@ DROP_REASONS = frozenset(reason.value for reason in DropReason)
 
 def drop_reason(text):
     """
-    @return: C{text} if it is one of L{DropReason}'s values, else
+    @param text: A L{DropReason}, or its value.
+    @return: The value of C{text} if it is one of L{DropReason}'s, else
         C{"other"}.
     """
+    if isinstance(text, DropReason):
+        return text.value
     return text if text in DROP_REASONS else DropReason.OTHER.value
 
 

@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from ..bus import BusConfig, BusConnector, QueueHeld, QueueLocked, QueueMismatch, StreamMismatch
 from ..host.pcap import PcapError, PcapWriter
 from ..model import control, keys, wire
-from ..model.actions import Drop, Forward
+from ..model.actions import Drop, DropReason, Forward
 from ..model.grants import Grants
 from ..model.routes import addresses_of
 from ..program.metrics import MetricsConfig
@@ -364,7 +364,7 @@ class RouterService(BusService):
             return
         session = self.connector.session
         for message in action.messages:
-            refusal = "not connected" if session is None else session.refusal()
+            refusal = DropReason.NOT_CONNECTED if session is None else session.refusal()
             if refusal is not None:
                 counters.dropped(refusal)
             else:

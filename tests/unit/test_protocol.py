@@ -16,6 +16,7 @@ from txamqp.client import ChannelClosed, Closed
 from txamqp.codec import Codec
 from txamqp.connection import Frame
 
+from ioppy_agent.model.actions import DropReason
 from ioppy_agent.bus import framing
 from ioppy_agent.bus.errors import (AccessRefused, ExchangeMissing, LoginRefused, NotFound,
                                     QueueLocked, QueueMismatch, StreamMismatch, TLSFailed)
@@ -481,7 +482,7 @@ class SessionTests(SessionTestCase):
         self.assertEqual(self.pump.bufferSize, 512 * 1024)
         self.assertIsNone(self.session.refusal())
         self.session.pauseProducing()
-        self.assertEqual(self.session.refusal(), "send buffer full")
+        self.assertIs(self.session.refusal(), DropReason.SEND_BUFFER_FULL)
         self.assertFalse(self.session.publish("k", b"x", "application/json"))
         self.assertEqual(self.pump.outgoing, {})
         self.session.resumeProducing()
@@ -514,7 +515,7 @@ class SessionTests(SessionTestCase):
         with capturedLogs():
             self.pump.channel(0).connection_blocked(reason="low on memory")
             self.assertTrue(self.client.blocked)
-            self.assertEqual(self.session.refusal(), "broker blocked")
+            self.assertIs(self.session.refusal(), DropReason.BROKER_BLOCKED)
             self.assertFalse(self.session.publish("k", b"x", "application/json"))
             self.pump.channel(0).connection_unblocked()
         self.assertFalse(self.client.blocked)
@@ -791,7 +792,7 @@ class CloseTests(SessionTestCase):
         self.assertEqual(method_names(self.pump, 0), ["connection.close"])
         self.assertIn("the broker closed channel 1: 404 NOT_FOUND - no exchange 'x'",
                       formatEvent(events[0]))
-        self.assertEqual(self.session.refusal(), "not connected")
+        self.assertIs(self.session.refusal(), DropReason.NOT_CONNECTED)
         self.clock.advance(1.0)
         self.assertTrue(self.pump.aborted)
 

@@ -9,6 +9,7 @@ from txamqp.client import Closed
 
 from ioppy_agent.bus.protocol import HANG_UP_WAIT
 from ioppy_agent.bus.login import open_session
+from ioppy_agent.model.actions import DropReason
 
 from . import frames as f
 from .bus_helpers import URL, ProtocolTestCase, broker_login, method_names
@@ -43,7 +44,7 @@ class ViolationTestCase(SessionTestCase):
         self.assertEqual((close.method.name, close.args[0]), ("close", code))
         self.assertIn(says, close.args[1])
         self.assertTrue(self.client.lost_reason.startswith("protocol violation: "))
-        self.assertEqual(self.session.refusal(), "not connected")
+        self.assertIs(self.session.refusal(), DropReason.NOT_CONNECTED)
         return close
 
 
