@@ -17,7 +17,7 @@ import struct
 from .errors import CHANNEL_ERROR, FRAME_ERROR, SYNTAX_ERROR, UNEXPECTED_FRAME
 from .errors import ProtocolViolation
 from .framing import (BASIC_DELIVER, BROKER_MAX_BODY, FRAME_BODY, FRAME_END, FRAME_HEAD,
-                      FRAME_HEADER, MAX_BODY)
+                      FRAME_HEADER, MAX_BODY, decode_table)
 
 _CONTENT_HEAD = struct.Struct("!HHQH")
 _LONGLONG = struct.Struct("!Q")
@@ -63,6 +63,26 @@ class Delivery:
     def __repr__(self):
         return (f"<Delivery {self.routing_key!r} on channel {self.channel}, "
                 f"{self.size} bytes>")
+
+    def header_table(self):
+        """
+        @return: The C{headers} property as Python values (C{{}} for none):
+            timestamps as L{framing.Timestamp}, strings as C{bytes}.
+        @raise ValueError: if the table cannot be read.
+        """
+        return {} if self.headers is None else decode_table(self.headers)
+
+    @property
+    def stream_offset(self):
+        """
+        The offset a stream gave this message (its C{x-stream-offset}
+        header), or C{None}: not from a stream, or unreadable.
+        """
+        try:
+            offset = self.header_table().get("x-stream-offset")
+        except ValueError:
+            return None
+        return offset if isinstance(offset, int) and not isinstance(offset, bool) else None
 
 
 class _Assembly:

@@ -11,7 +11,6 @@ from txamqp.client import ChannelClosed
 from ..model.actions import DropReason
 from . import framing
 from .errors import NOT_FOUND, PRECONDITION_FAILED, NotFound, StreamMismatch
-from .framing import decode_table
 from .protocol import WHOLE
 from .replies import reply_of
 
@@ -109,10 +108,4 @@ def offset_at(session, stream, start, clock, timeout=PEEK_TIMEOUT):
     finally:
         if not session.closed:
             yield session.cancel(tag)
-    if delivery is None or delivery.headers is None:
-        return None
-    try:
-        offset = decode_table(delivery.headers).get("x-stream-offset")
-    except ValueError:
-        return None
-    return offset if isinstance(offset, int) and not isinstance(offset, bool) else None
+    return None if delivery is None else delivery.stream_offset

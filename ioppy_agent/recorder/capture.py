@@ -25,7 +25,6 @@ from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredic
 from twisted.python import usage
 
 from ..bus import BusConnector, FatalBusError, NotFound
-from ..bus.framing import decode_table
 from ..model import wire
 from ..program.options import BusOptions
 from ..program.process import exit_status_of
@@ -182,12 +181,8 @@ class Capture:
             self._unacked = 0
         if self._finished:
             return
-        if delivery.headers is not None:
-            try:
-                self.offset = decode_table(delivery.headers).get("x-stream-offset",
-                                                                  self.offset)
-            except ValueError:
-                pass
+        if delivery.stream_offset is not None:
+            self.offset = delivery.stream_offset
         if delivery.content_type == MARKER:
             if delivery.body == self._marker:
                 self.finish(0)

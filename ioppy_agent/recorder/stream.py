@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ..bus.framing import STAMP_HEADER, decode_table
+from ..bus.framing import STAMP_HEADER
 from ..model import keys, wire
 
 STREAM = keys.RECORD_STREAM
@@ -128,7 +128,7 @@ def entry_of(delivery):
         return None
     packet = wire.packet_of(delivery.body, delivery.content_type)
     if delivery.content_type == wire.RAW:
-        time = _stamp(delivery.headers)
+        time = _stamp(delivery)
     else:
         time = wire.decode_json(delivery.body).get("timestamp")
     if isinstance(time, bool) or not isinstance(time, (int, float)):
@@ -136,10 +136,8 @@ def entry_of(delivery):
     return Entry(agent, float(time), packet)
 
 
-def _stamp(headers):
-    if headers is None:
-        return None
+def _stamp(delivery):
     try:
-        return decode_table(headers).get(STAMP_HEADER)
+        return delivery.header_table().get(STAMP_HEADER)
     except ValueError as e:
         raise wire.BadMessage(f"the headers cannot be read: {e}") from None
