@@ -81,10 +81,12 @@ class Program:
             self.shown = f"ip netns exec {netns} {self.shown}"
         self.command = [*prefix, *argv]
         self._out = open(self.log, "wb")
+        # A process group of its own: what it forks (the original agent
+        # runs as two processes) is stopped with it.
         self.process = subprocess.Popen(
             self.command, stdout=self._out, stderr=subprocess.STDOUT,
             stdin=subprocess.PIPE if interactive else subprocess.DEVNULL,
-            env=dict(os.environ, **(env or {})))
+            env=dict(os.environ, **(env or {})), start_new_session=True)
         if plugin is not None:
             cleanup(check_log, self)
         cleanup(self.kill)
@@ -140,8 +142,15 @@ class Program:
         return code, time.monotonic() - start
 
     def kill(self):
+        """
+        Kill the program and every process of its group that is left (its
+        group exists while any of them does, so its number is still ours).
+        """
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         if self.process.poll() is None:
-            self.process.kill()
             self.process.wait(timeout=10)
         self._out.close()
 
