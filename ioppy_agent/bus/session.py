@@ -214,7 +214,6 @@ class BusSession(StreamOperations):
         return self.channel.exchange_bind(destination=destination, source=source,
                                           routing_key=key, arguments=arguments or {})
 
-    @defer.inlineCallbacks
     def consume(self, queue, handler, oversize=None, exclusive=False, prefetch=0):
         """
         Start consuming C{queue}; C{handler} gets
@@ -230,28 +229,41 @@ class BusSession(StreamOperations):
             it.
         @return: A L{Deferred} that fires with the consumer tag.
         """
-        tag = self._new_tag()
-        self.client.consumers[tag] = (handler, oversize)
-        if prefetch:
-            self.client.acking[tag] = [max(1, prefetch // 4), 0]
-        try:
-            if prefetch:
-                yield self.channel.basic_qos(prefetch_count=prefetch)
-            reply = yield self.channel.basic_consume(queue=queue, consumer_tag=tag,
-                                                     no_ack=not prefetch,
-                                                     exclusive=exclusive)
-        except ChannelClosed as e:
-            del self.client.consumers[tag]
-            self.client.acking.pop(tag, None)
-            code, text = reply_of(e)
+        def refusal(code, text):
             if exclusive and code == ACCESS_REFUSED and "exclusive" in text:
                 # Not a permission: another consumer holds the queue.
                 self.client.refused = None
-                raise QueueLocked(f"queue {queue!r} is consumed by another connection: "
-                                  f"{text}") from None
-            raise
-        except Exception:
-            del self.client.consumers[tag]
+                return QueueLocked(f"queue {queue!r} is consumed by another connection: "
+                                   f"{text}")
+            return None
+
+        tag = self._new_tag()
+        if prefetch:
+            self.client.acking[tag] = [max(1, prefetch // 4), 0]
+        return self._start_consumer(tag, (handler, oversize), prefetch, refusal, queue=queue,
+                                    no_ack=not prefetch, exclusive=exclusive)
+
+    @defer.inlineCallbacks
+    def _start_consumer(self, tag, consumer, prefetch, refusal, **fields):
+        """
+        Register C{consumer} under C{tag}, set the prefetch (if any) and
+        C{basic.consume} with C{fields}; if that fails the consumer is
+        forgotten, and a broker's refusal C{(code, text)} for which
+        C{refusal} returns an error raises that error instead.
+
+        @return: A L{Deferred} that fires with the consumer tag.
+        """
+        self.client.consumers[tag] = consumer
+        try:
+            if prefetch:
+                yield self.channel.basic_qos(prefetch_count=prefetch)
+            reply = yield self.channel.basic_consume(consumer_tag=tag, **fields)
+        except Exception as e:
+            self.client.consumers.pop(tag, None)
+            self.client.acking.pop(tag, None)
+            error = refusal(*reply_of(e)) if isinstance(e, ChannelClosed) else None
+            if error is not None:
+                raise error from None
             raise
         self._tags.append(reply.consumer_tag)
         return reply.consumer_tag

@@ -6,13 +6,11 @@ and L{offset_at}, where a reader of a stream starts, without reading on.
 """
 
 from twisted.internet import defer
-from txamqp.client import ChannelClosed
 
 from ..model.actions import DropReason
 from . import framing
 from .errors import NOT_FOUND, PRECONDITION_FAILED, NotFound, StreamMismatch
 from .protocol import WHOLE
-from .replies import reply_of
 
 # Seconds to wait for a stream's first delivery: none by then, it is empty.
 PEEK_TIMEOUT = 5.0
@@ -40,7 +38,6 @@ class StreamOperations:
                 f"the stream {name!r} exists with other settings: {text}")},
             durable=True, arguments=dict(arguments, **{"x-queue-type": "stream"}))
 
-    @defer.inlineCallbacks
     def consume_stream(self, queue, handler, offset, prefetch):
         """
         Read the stream C{queue} from C{offset} (C{"first"}, C{"next"}, an
@@ -50,24 +47,12 @@ class StreamOperations:
         @raise NotFound: if there is no such stream.
         @return: A L{Deferred} that fires with the consumer tag.
         """
-        tag = self._new_tag()
-        self.client.consumers[tag] = (handler, WHOLE)
-        try:
-            yield self.channel.basic_qos(prefetch_count=prefetch)
-            reply = yield self.channel.basic_consume(
-                queue=queue, consumer_tag=tag, no_ack=False,
-                arguments={"x-stream-offset": offset})
-        except ChannelClosed as e:
-            del self.client.consumers[tag]
-            code, text = reply_of(e)
-            if code == NOT_FOUND:
-                raise NotFound(f"no stream {queue!r}: {text}") from None
-            raise
-        except Exception:
-            del self.client.consumers[tag]
-            raise
-        self._tags.append(reply.consumer_tag)
-        return reply.consumer_tag
+        def refusal(code, text):
+            return NotFound(f"no stream {queue!r}: {text}") if code == NOT_FOUND else None
+
+        return self._start_consumer(self._new_tag(), (handler, WHOLE), prefetch, refusal,
+                                    queue=queue, no_ack=False,
+                                    arguments={"x-stream-offset": offset})
 
     def publish_to_queue(self, queue, body, content_type):
         """
